@@ -1,0 +1,13 @@
+"""Samplers of synthetic supervised datasets for pretraining prior-fitted networks."""
+
+from priors.base import Batch, Prior, Range
+from priors.bnn import BNNConfig, BNNPrior
+from priors.gp import GPConfig, GPPrior, kernel_matrix
+from priors.mix import MixturePrior, build_prior
+from priors.postprocess import PostprocessConfig
+from priors.scm import SCMConfig, SCMPrior
+
+__all__ = [
+    "Batch", "Prior", "Range", "BNNConfig", "BNNPrior", "GPConfig", "GPPrior", "kernel_matrix",
+    "MixturePrior", "build_prior", "PostprocessConfig", "SCMConfig", "SCMPrior",
+]

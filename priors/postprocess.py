@@ -1,0 +1,220 @@
+"""Post-processing shared by every prior: labels, categoricals, warping, missing values.
+
+Each step is applied with a per-dataset probability, so one prior yields tables with and
+without categoricals, skewed marginals or holes, as real tables come (TabPFN 2022, Sec. 4).
+All functions are batched over datasets and rows; the only Python loops run over at most
+``max_classes`` or a handful of transforms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from priors.base import Range, check_positive, check_probability, coerce_ranges
+
+
+@dataclass
+class PostprocessConfig:
+    """Hyperparameters of the shared post-processing (probabilities are per dataset)."""
+
+    max_classes: int = 10
+    p_multiclass: float = 0.5  # else binary
+    class_imbalance: Range = field(default_factory=lambda: Range(0.0, 2.0))
+    p_categorical: float = 0.3
+    categorical_column_fraction: Range = field(default_factory=lambda: Range(0.1, 1.0))
+    max_levels: int = 10
+    p_missing: float = 0.3
+    missing_rate: Range = field(default_factory=lambda: Range(0.01, 0.3))
+    p_warp: float = 0.5
+    p_rescale: float = 0.5
+    standardize: bool = True  # off for priors whose raw x must survive (GP mimicry)
+
+    def __post_init__(self) -> None:
+        coerce_ranges(self)
+        if not 2 <= self.max_classes <= 10:
+            raise ValueError(f"max_classes must be in [2, 10], got {self.max_classes}")
+        if self.max_levels < 2:
+            raise ValueError(f"max_levels must be >= 2, got {self.max_levels}")
+        for name in ("p_multiclass", "p_categorical", "p_missing", "p_warp", "p_rescale"):
+            check_probability(name, getattr(self, name))
+        self.class_imbalance.check("class_imbalance", minimum=0.0)
+        self.categorical_column_fraction.check("categorical_column_fraction", 0.0, 1.0)
+        self.missing_rate.check("missing_rate", 0.0, 0.95)
+        check_positive("max_levels", self.max_levels)
+
+
+def _bernoulli(p: float | torch.Tensor, shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
+    return torch.rand(shape, generator=g) < p
+
+
+def sample_num_classes(batch_size: int, cfg: PostprocessConfig, g: torch.Generator) -> torch.Tensor:
+    """(batch,) int64: 2 with probability 1 - p_multiclass, else uniform in 3..max_classes."""
+    multi = _bernoulli(cfg.p_multiclass, (batch_size,), g) & (cfg.max_classes > 2)
+    k = torch.randint(3, max(cfg.max_classes, 3) + 1, (batch_size,), generator=g)
+    return torch.where(multi, k, torch.full_like(k, 2))
+
+
+def to_classes(
+    y: torch.Tensor, n_train: int, num_classes: torch.Tensor, cfg: PostprocessConfig,
+    g: torch.Generator,
+) -> torch.Tensor:
+    """Continuous targets (batch, rows) -> class indices, every class present in training rows.
+
+    Thresholds sit at quantiles of the training rows' targets, with class proportions drawn
+    per dataset (balanced to strongly skewed). Ties (tree-based targets are
+    piecewise constant) are broken by a tiny jitter so quantile thresholds still split them.
+    Labels are then randomly permuted so class order carries no information. Datasets whose
+    training part still misses a class (e.g. few training rows) fall back to balanced
+    rank-based classes.
+    """
+    b, r = y.shape
+    k_max = int(num_classes.max())
+    scale = y.std(dim=1, keepdim=True).clamp_min(1e-6)
+    y = y + 1e-4 * scale * torch.randn(y.shape, generator=g)
+    # Class proportions: softmax of Gaussian logits with a per-dataset spread (a seedable
+    # stand-in for a Dirichlet): spread near 0 gives balanced classes, large spread skewed.
+    spread = cfg.class_imbalance.sample(b, g).unsqueeze(1)
+    props = torch.softmax(spread * torch.randn(b, k_max, generator=g), dim=1)
+    active = torch.arange(k_max).unsqueeze(0) < num_classes.unsqueeze(1)
+    props = torch.where(active, props, torch.zeros_like(props))
+    props = props / props.sum(1, keepdim=True)
+    # Guarantee at least ~2 training rows per class before quantiles.
+    floor = (2.0 / n_train) if n_train >= 2 * k_max else 0.0
+    props = torch.where(active, props.clamp_min(floor), props)
+    props = props / props.sum(1, keepdim=True)
+    cum = props.cumsum(1)[:, :-1].clamp(0.0, 1.0)  # (b, k_max - 1) quantile levels
+    sorted_train = y[:, :n_train].sort(dim=1).values
+    idx = (cum * (n_train - 1)).round().long().clamp(0, n_train - 1)
+    thresholds = sorted_train.gather(1, idx)
+    # Inactive thresholds go to +inf so they never count.
+    t_active = torch.arange(k_max - 1).unsqueeze(0) < (num_classes - 1).unsqueeze(1)
+    thresholds = torch.where(t_active, thresholds, torch.full_like(thresholds, float("inf")))
+    labels = (y.unsqueeze(-1) > thresholds.unsqueeze(1)).sum(-1)  # (b, r)
+
+    present = _classes_present(labels[:, :n_train], num_classes, k_max)
+    if not bool(present.all()):
+        ranks = y.argsort(1).argsort(1).float()
+        balanced = (ranks * num_classes.unsqueeze(1) / r).floor().long()
+        labels = torch.where(present.unsqueeze(1), labels, balanced)
+        present = _classes_present(labels[:, :n_train], num_classes, k_max)
+        if not bool(present.all()):  # tiny n_train: force one row per class in front
+            fix = ~present
+            head = torch.arange(n_train).unsqueeze(0) % num_classes.unsqueeze(1)
+            labels[:, :n_train] = torch.where(fix.unsqueeze(1), head, labels[:, :n_train])
+
+    # Random permutation of label ids per dataset.
+    keys = torch.rand(b, k_max, generator=g) + (~active).float() * 2.0
+    perm = keys.argsort(1)
+    return perm.gather(1, labels).float()
+
+
+def _classes_present(labels: torch.Tensor, num_classes: torch.Tensor, k_max: int) -> torch.Tensor:
+    """(batch,) bool: every class 0..num_classes-1 occurs in ``labels`` (batch, rows)."""
+    counts = torch.zeros(labels.shape[0], k_max).scatter_add_(
+        1, labels.clamp(max=k_max - 1), torch.ones_like(labels, dtype=torch.float)
+    )
+    active = torch.arange(k_max).unsqueeze(0) < num_classes.unsqueeze(1)
+    return ((counts > 0) | ~active).all(1)
+
+
+def warp_columns(x: torch.Tensor, cfg: PostprocessConfig, g: torch.Generator) -> torch.Tensor:
+    """Monotone warps and rescaling so marginals are skewed, heavy-tailed or shifted.
+
+    x: (batch, rows, features), standardised. A column is warped (exp, cube, sinh, or
+    Kumaraswamy-like power on its rank-free uniform image) with probability ``p_warp`` per
+    dataset (then each column with probability 1/2), and rescaled by a log-uniform factor
+    plus shift with probability ``p_rescale``.
+    """
+    b, r, f = x.shape
+    warp_ds = _bernoulli(cfg.p_warp, (b, 1, 1), g)
+    warp_col = _bernoulli(0.5, (b, 1, f), g) & warp_ds
+    a = 0.3 + 1.2 * torch.rand(b, 1, f, generator=g)
+    choice = torch.randint(0, 4, (b, 1, f), generator=g)
+    u = torch.sigmoid(x * 1.7)
+    candidates = torch.stack(
+        [
+            torch.exp(a * x.clamp(-10, 10)),  # right skew (log-normal like)
+            x**3,  # heavy tails both sides
+            torch.sinh(a * x.clamp(-10, 10)),  # heavy tails, milder
+            u.clamp(1e-6, 1 - 1e-6) ** (a * 3.0),  # bounded, skewed
+        ]
+    )
+    warped = candidates.gather(0, choice.expand(b, r, f).unsqueeze(0)).squeeze(0)
+    x = torch.where(warp_col, warped, x)
+    resc = _bernoulli(cfg.p_rescale, (b, 1, 1), g)
+    scale = torch.exp(torch.empty(b, 1, f).uniform_(-4.0, 4.0, generator=g))
+    shift = torch.randn(b, 1, f, generator=g) * 10.0 * torch.rand(b, 1, f, generator=g)
+    return torch.where(resc, x * scale + shift, x)
+
+
+def make_categorical(
+    x: torch.Tensor, num_features: torch.Tensor, cfg: PostprocessConfig, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discretise random columns into 2..max_levels integer codes (in random order).
+
+    Returns the new x and the (batch, features) categorical mask.
+    """
+    b, r, f = x.shape
+    has = _bernoulli(cfg.p_categorical, (b, 1), g)
+    frac = cfg.categorical_column_fraction.sample(b, g).unsqueeze(1)
+    used = torch.arange(f).unsqueeze(0) < num_features.unsqueeze(1)
+    cat = has & used & (torch.rand(b, f, generator=g) < frac)
+    if not bool(cat.any()):
+        return x, cat
+    levels = torch.randint(2, cfg.max_levels + 1, (b, f), generator=g)
+    # Thresholds at random quantiles of each column: sort random uniforms per level slot.
+    q = torch.rand(b, f, cfg.max_levels - 1, generator=g).sort(-1).values
+    slot = torch.arange(cfg.max_levels - 1).view(1, 1, -1)
+    q = torch.where(slot < (levels - 1).unsqueeze(-1), q, torch.full_like(q, 2.0))
+    sorted_x = x.sort(dim=1).values  # (b, r, f)
+    qi = (q.clamp(max=1.0) * (r - 1)).round().long()  # (b, f, L-1)
+    thr = sorted_x.transpose(1, 2).gather(2, qi)  # (b, f, L-1)
+    thr = torch.where(q > 1.0, torch.full_like(thr, float("inf")), thr)
+    codes = (x.unsqueeze(-1) > thr.unsqueeze(1)).sum(-1)  # (b, r, f)
+    perm = torch.rand(b, f, cfg.max_levels, generator=g).argsort(-1)  # random code order
+    codes = perm.unsqueeze(1).expand(b, r, f, cfg.max_levels).gather(3, codes.unsqueeze(-1))
+    x = torch.where(cat.unsqueeze(1), codes.squeeze(-1).float(), x)
+    return x, cat
+
+
+def add_missing(x: torch.Tensor, num_features: torch.Tensor, cfg: PostprocessConfig,
+                g: torch.Generator) -> torch.Tensor:
+    """MCAR missing values: with probability ``p_missing`` a dataset gets NaN at a random rate."""
+    b, r, f = x.shape
+    has = _bernoulli(cfg.p_missing, (b, 1, 1), g)
+    rate = cfg.missing_rate.sample(b, g).view(b, 1, 1)
+    used = (torch.arange(f).view(1, 1, f) < num_features.view(b, 1, 1))
+    mask = has & used & (torch.rand(b, r, f, generator=g) < rate)
+    return x.masked_fill(mask, float("nan"))
+
+
+def finish(
+    x: torch.Tensor, y: torch.Tensor, num_features: torch.Tensor, n_train: int, task: str,
+    cfg: PostprocessConfig, g: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The full post-processing chain used by every prior.
+
+    x: (batch, rows, features) raw features, y: (batch, rows) continuous target.
+    Returns x, y, num_classes, categorical mask, ready for a :class:`Batch`.
+    """
+    b, _, f = x.shape
+    used = (torch.arange(f).view(1, 1, f) < num_features.view(b, 1, 1))
+    x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    if cfg.standardize:
+        mean = x[:, :n_train].mean(1, keepdim=True)
+        std = x[:, :n_train].std(1, keepdim=True).clamp_min(1e-6)
+        x = ((x - mean) / std).clamp(-100, 100)
+    if cfg.p_warp > 0 or cfg.p_rescale > 0:
+        x = warp_columns(x, cfg, g)
+    x, cat = make_categorical(x, num_features, cfg, g)
+    x = torch.where(used, x, torch.zeros_like(x))
+    x = add_missing(x, num_features, cfg, g)
+    if task == "classification":
+        num_classes = sample_num_classes(b, cfg, g)
+        y = to_classes(torch.nan_to_num(y), n_train, num_classes, cfg, g)
+    else:
+        num_classes = torch.zeros(b, dtype=torch.long)
+        y = torch.nan_to_num(y)
+    return x.float(), y.float(), num_classes, cat
