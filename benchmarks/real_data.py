@@ -19,7 +19,10 @@ Why it is built this way:
 - Timing is wall-clock fit + predict (``predict_proba`` for classification, ``predict``
   for regression). Our 90% interval (``predict_quantiles``) is computed outside the timing.
 - Threads: torch is set to the machine's cores; the other libraries already default to
-  them (RandomForest's default ``n_jobs`` is single-threaded). No process pools.
+  them (RandomForest's default ``n_jobs`` is single-threaded). No process pools. OpenMP
+  threads spin while waiting, so any other busy process makes timings explode (seconds
+  instead of tenths): the header prints the load average; run on a quiet machine, or
+  export ``OMP_WAIT_POLICY=PASSIVE`` for stable but slower timings under load.
 - Metrics: ROC AUC (binary, or one-vs-one macro over the classes present in the test split),
   accuracy, log loss over all dataset labels; RMSE, RMSE relative to the best model on the
   dataset, R², and for ours the empirical coverage of the [5%, 95%] quantile interval.
@@ -275,7 +278,8 @@ def summarize(tables: dict[str, pd.DataFrame], task: str) -> pd.DataFrame:
 def speed(models: list[str], repeats: int = 3) -> str:
     """Median fit+predict seconds on a synthetic 1000x100 train / 1000 test problem."""
     X, y = make_classification(n_samples=2000, n_features=100, n_informative=20, random_state=0)
-    Xtr, Xte, ytr = X[:1000], X[1000:], y[:1000]
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    Xtr, Xte, ytr = df.iloc[:1000], df.iloc[1000:], y[:1000]
     parts = []
     for name in models:
         times = []
@@ -328,6 +332,9 @@ def main(argv: list[str] | None = None) -> None:
         models.remove("ours")
     wanted = {d.strip() for d in args.datasets_only.split(",") if d.strip()}
     tasks = ["classification", "regression"] if args.task == "all" else [args.task]
+    found = {f.name.removesuffix(".csv.gz") for f in args.datasets.glob("*/*.csv.gz")}
+    if wanted - found:
+        emit(f"> note: datasets not found in {args.datasets}: {sorted(wanted - found)}\n")
     emit(
         f"# Real-data benchmark\n\nmodels: {', '.join(models)}; splits: {args.splits}; "
         f"max train rows: {args.max_train}; threads: {torch.get_num_threads()}; "
