@@ -127,6 +127,9 @@ def check_sizes(batch_size: int, n_rows: int, n_train: int, task: str) -> None:
         raise ValueError(f"n_train must be in [1, n_rows), got {n_train} with n_rows={n_rows}")
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if task == "classification" and n_train < 2:
+        raise ValueError(f"n_train must be >= 2 for classification (each of >= 2 classes "
+                         f"needs a training row), got {n_train}")
 
 
 def standardize(x: torch.Tensor, dim: int = 1, eps: float = 1e-6) -> torch.Tensor:

@@ -55,12 +55,20 @@ class BNNPrior:
         task: str = "classification",
     ) -> Batch:
         check_sizes(batch_size, n_rows, n_train, task)
-        c, g, b, r, f = self.config, generator, batch_size, n_rows, self.config.max_features
+        c, g, b, r = self.config, generator, batch_size, n_rows
         n_feat = c.num_features.sample_int(b, g)
-        used = (torch.arange(f).view(1, 1, f) < n_feat.view(b, 1, 1)).float()
-        gauss = torch.rand(b, 1, 1, generator=g) < 0.5
-        x = torch.where(gauss, torch.randn(b, r, f, generator=g),
-                        (torch.rand(b, r, f, generator=g) - 0.5) * 3.46) * used
+        # Inputs: N(0, 1) or uniform with unit variance per dataset, drawn only for the used
+        # cells of the first n_feat.max() columns (finish pads to max_features).
+        f = int(n_feat.max())
+        used = torch.arange(f).view(1, 1, f) < n_feat.view(b, 1, 1)
+        gauss = torch.rand(b, generator=g) < 0.5
+        x = torch.zeros(b, r, f)
+        for is_gauss in (True, False):
+            n = int(n_feat[gauss == is_gauss].sum()) * r  # cells to fill
+            if n:
+                cells = (used & (gauss == is_gauss).view(b, 1, 1)).expand(b, r, f)
+                x.masked_scatter_(cells, torch.randn(n, generator=g) if is_gauss
+                                  else (torch.rand(n, generator=g) - 0.5) * 3.46)
         n_layers = c.num_layers.sample_int(b, g)
         width = c.hidden.sample_int(b, g)
         w_max = int(width.max())
@@ -78,8 +86,11 @@ class BNNPrior:
             h = torch.where((n_layers > layer).view(b, 1, 1), z, h)
         out_w = torch.randn(b, w_max, 1, generator=g) / width.view(b, 1, 1).float().sqrt()
         y = torch.bmm(h, out_w).squeeze(-1)
-        y = y + c.noise_std.sample(b, g).view(b, 1) * y.std(1, keepdim=True) * torch.randn(
-            b, r, generator=g
-        )
-        x, y, n_cls, cat = finish(x, y, n_feat, n_train, task, c.postprocess, g)
+        # Noise relative to the signal's spread; a constant signal (e.g. every ReLU unit dead)
+        # gets unit-scale noise instead of none, so no dataset has a constant target.
+        spread = y.std(1, keepdim=True)
+        spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+        y = y + c.noise_std.sample(b, g).view(b, 1) * spread * torch.randn(b, r, generator=g)
+        x, y, n_cls, cat = finish(x, y, n_feat, n_train, task, c.postprocess, g,
+                                  n_columns=c.max_features)
         return Batch(x, y, n_feat, n_cls, cat, n_train, task)

@@ -60,20 +60,19 @@ def kernel_matrix(
 
     lengthscale and outputscale broadcast as (batch, 1, 1) tensors or floats.
     """
-    dist = torch.cdist(x1.double(), x2.double()) / lengthscale
+    dist = torch.cdist(x1.double(), x2.double()).div_(lengthscale)  # in place: (batch, n, m)
     if kernel == "rbf":
-        k = torch.exp(-0.5 * dist**2)
+        k = dist.square_().mul_(-0.5).exp_()
     elif kernel == "matern12":
-        k = torch.exp(-dist)
-    elif kernel == "matern32":
-        s = math.sqrt(3.0) * dist
-        k = (1.0 + s) * torch.exp(-s)
-    elif kernel == "matern52":
-        s = math.sqrt(5.0) * dist
-        k = (1.0 + s + s**2 / 3.0) * torch.exp(-s)
+        k = dist.neg_().exp_()
+    elif kernel in ("matern32", "matern52"):
+        s = dist.mul_(math.sqrt(3.0 if kernel == "matern32" else 5.0))
+        decay = torch.exp(-s)
+        poly = s.square().div_(3.0).add_(s) if kernel == "matern52" else s
+        k = poly.add_(1.0).mul_(decay)  # (1 + s) e^-s  or  (1 + s + s^2/3) e^-s
     else:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    return outputscale * k
+    return k.mul_(outputscale)
 
 
 class GPPrior:
@@ -96,16 +95,14 @@ class GPPrior:
         os_ = c.outputscale.sample(b, g).view(b, 1, 1).double()
         nz = c.noise.sample(b, g).view(b, 1, 1).double()
         which = torch.randint(0, len(c.kernels), (b,), generator=g)
-        cov = torch.empty(b, r, r, dtype=torch.float64)
-        for i, name in enumerate(c.kernels):
+        z = torch.randn(b, r, 1, generator=g, dtype=torch.float64)
+        y = torch.empty(b, r)
+        for i, name in enumerate(c.kernels):  # one batched Cholesky per kernel in use
             sel = which == i
             if bool(sel.any()):
-                cov[sel] = kernel_matrix(x[sel], x[sel], name, ls[sel], os_[sel])
-        eye = torch.eye(r, dtype=torch.float64)
-        chol = torch.linalg.cholesky(cov + (nz + 1e-6) * eye)
-        z = torch.randn(b, r, 1, generator=g, dtype=torch.float64)
-        y = (chol @ z).squeeze(-1).float()
-        xf = torch.zeros(b, r, c.max_features)
-        xf[:, :, :d_max] = x
-        xf, y, n_cls, cat = finish(xf, y, n_feat, n_train, task, c.postprocess, g)
-        return Batch(xf, y, n_feat, n_cls, cat, n_train, task)
+                cov = kernel_matrix(x[sel], x[sel], name, ls[sel], os_[sel])  # (n, r, r)
+                cov.diagonal(dim1=1, dim2=2).add_(nz[sel].view(-1, 1) + 1e-6)  # noise + jitter
+                y[sel] = (torch.linalg.cholesky(cov) @ z[sel]).squeeze(-1).float()
+        x, y, n_cls, cat = finish(x, y, n_feat, n_train, task, c.postprocess, g,
+                                  n_columns=c.max_features)
+        return Batch(x, y, n_feat, n_cls, cat, n_train, task)

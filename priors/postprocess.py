@@ -119,34 +119,46 @@ def _classes_present(labels: torch.Tensor, num_classes: torch.Tensor, k_max: int
     return ((counts > 0) | ~active).all(1)
 
 
+def _warp(choice: int, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    if choice == 0:
+        return torch.exp(a * x.clamp(-10, 10))  # right skew (log-normal like)
+    if choice == 1:
+        return x**3  # heavy tails both sides
+    if choice == 2:
+        return torch.sinh(a * x.clamp(-10, 10))  # heavy tails, milder
+    return torch.sigmoid(x * 1.7).clamp(1e-6, 1 - 1e-6) ** (a * 3.0)  # bounded, skewed
+
+
 def warp_columns(x: torch.Tensor, cfg: PostprocessConfig, g: torch.Generator) -> torch.Tensor:
     """Monotone warps and rescaling so marginals are skewed, heavy-tailed or shifted.
 
     x: (batch, rows, features), standardised. A column is warped (exp, cube, sinh, or
     Kumaraswamy-like power on its rank-free uniform image) with probability ``p_warp`` per
     dataset (then each column with probability 1/2), and rescaled by a log-uniform factor
-    plus shift with probability ``p_rescale``.
+    plus shift with probability ``p_rescale``. Only the warped columns are computed.
     """
     b, r, f = x.shape
-    warp_ds = _bernoulli(cfg.p_warp, (b, 1, 1), g)
-    warp_col = _bernoulli(0.5, (b, 1, f), g) & warp_ds
-    a = 0.3 + 1.2 * torch.rand(b, 1, f, generator=g)
-    choice = torch.randint(0, 4, (b, 1, f), generator=g)
-    u = torch.sigmoid(x * 1.7)
-    candidates = torch.stack(
-        [
-            torch.exp(a * x.clamp(-10, 10)),  # right skew (log-normal like)
-            x**3,  # heavy tails both sides
-            torch.sinh(a * x.clamp(-10, 10)),  # heavy tails, milder
-            u.clamp(1e-6, 1 - 1e-6) ** (a * 3.0),  # bounded, skewed
-        ]
-    )
-    warped = candidates.gather(0, choice.expand(b, r, f).unsqueeze(0)).squeeze(0)
-    x = torch.where(warp_col, warped, x)
-    resc = _bernoulli(cfg.p_rescale, (b, 1, 1), g)
-    scale = torch.exp(torch.empty(b, 1, f).uniform_(-4.0, 4.0, generator=g))
-    shift = torch.randn(b, 1, f, generator=g) * 10.0 * torch.rand(b, 1, f, generator=g)
-    return torch.where(resc, x * scale + shift, x)
+    x = x.clone()
+    warp_ds = _bernoulli(cfg.p_warp, (b, 1), g)
+    warp_col = _bernoulli(0.5, (b, f), g) & warp_ds
+    bi, fi = warp_col.nonzero(as_tuple=True)
+    if bi.numel():
+        n = bi.numel()
+        a = 0.3 + 1.2 * torch.rand(n, 1, generator=g)
+        choice = torch.randint(0, 4, (n,), generator=g)
+        cols = x[bi, :, fi]  # (n, rows)
+        for k in range(4):
+            sel = choice == k
+            if bool(sel.any()):
+                cols[sel] = _warp(k, cols[sel], a[sel])
+        x[bi, :, fi] = cols
+    resc = _bernoulli(cfg.p_rescale, (b,), g)
+    if bool(resc.any()):
+        n = int(resc.sum())
+        scale = torch.exp(torch.empty(n, 1, f).uniform_(-4.0, 4.0, generator=g))
+        shift = torch.randn(n, 1, f, generator=g) * 10.0 * torch.rand(n, 1, f, generator=g)
+        x[resc] = x[resc] * scale + shift
+    return x
 
 
 def make_categorical(
@@ -163,19 +175,22 @@ def make_categorical(
     cat = has & used & (torch.rand(b, f, generator=g) < frac)
     if not bool(cat.any()):
         return x, cat
-    levels = torch.randint(2, cfg.max_levels + 1, (b, f), generator=g)
-    # Thresholds at random quantiles of each column: sort random uniforms per level slot.
-    q = torch.rand(b, f, cfg.max_levels - 1, generator=g).sort(-1).values
-    slot = torch.arange(cfg.max_levels - 1).view(1, 1, -1)
+    # Only the categorical columns are touched: (n,) dataset and column index of each.
+    bi, fi = cat.nonzero(as_tuple=True)
+    n, n_thr = bi.numel(), cfg.max_levels - 1
+    cols = x[bi, :, fi]  # (n, rows)
+    levels = torch.randint(2, cfg.max_levels + 1, (n,), generator=g)
+    # Thresholds at random quantiles of each column; unused level slots get +inf.
+    q = torch.rand(n, n_thr, generator=g).sort(-1).values
+    slot = torch.arange(n_thr).view(1, -1)
     q = torch.where(slot < (levels - 1).unsqueeze(-1), q, torch.full_like(q, 2.0))
-    sorted_x = x.sort(dim=1).values  # (b, r, f)
-    qi = (q.clamp(max=1.0) * (r - 1)).round().long()  # (b, f, L-1)
-    thr = sorted_x.transpose(1, 2).gather(2, qi)  # (b, f, L-1)
+    qi = (q.clamp(max=1.0) * (r - 1)).round().long()  # (n, L-1)
+    thr = cols.sort(dim=1).values.gather(1, qi)  # (n, L-1), ascending
     thr = torch.where(q > 1.0, torch.full_like(thr, float("inf")), thr)
-    codes = (x.unsqueeze(-1) > thr.unsqueeze(1)).sum(-1)  # (b, r, f)
-    perm = torch.rand(b, f, cfg.max_levels, generator=g).argsort(-1)  # random code order
-    codes = perm.unsqueeze(1).expand(b, r, f, cfg.max_levels).gather(3, codes.unsqueeze(-1))
-    x = torch.where(cat.unsqueeze(1), codes.squeeze(-1).float(), x)
+    codes = torch.searchsorted(thr, cols.contiguous())  # (n, rows): #thresholds below value
+    perm = torch.rand(n, cfg.max_levels, generator=g).argsort(-1)  # random code order
+    x = x.clone()
+    x[bi, :, fi] = perm.gather(1, codes).to(x.dtype)
     return x, cat
 
 
@@ -192,27 +207,39 @@ def add_missing(x: torch.Tensor, num_features: torch.Tensor, cfg: PostprocessCon
 
 def finish(
     x: torch.Tensor, y: torch.Tensor, num_features: torch.Tensor, n_train: int, task: str,
-    cfg: PostprocessConfig, g: torch.Generator,
+    cfg: PostprocessConfig, g: torch.Generator, n_columns: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The full post-processing chain used by every prior.
 
-    x: (batch, rows, features) raw features, y: (batch, rows) continuous target.
-    Returns x, y, num_classes, categorical mask, ready for a :class:`Batch`.
+    x: (batch, rows, columns) raw features, of which dataset i uses the first
+    ``num_features[i]``; y: (batch, rows) continuous target. Returns x (batch, rows,
+    n_columns), y, num_classes, categorical mask (batch, n_columns), ready for a
+    :class:`Batch`; ``n_columns`` defaults to x's width and may exceed it (zero padding).
+    Work is done only on the first ``num_features.max()`` columns, the rest are zero.
     """
     b, _, f = x.shape
-    used = (torch.arange(f).view(1, 1, f) < num_features.view(b, 1, 1))
-    x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    n_columns = f if n_columns is None else n_columns
+    d = int(num_features.max())
+    if not d <= min(f, n_columns):
+        raise ValueError(f"num_features.max() = {d} exceeds x's {f} or n_columns={n_columns}")
+    x = torch.nan_to_num(x[:, :, :d], nan=0.0, posinf=0.0, neginf=0.0)
+    used = torch.arange(d).view(1, 1, d) < num_features.view(b, 1, 1)
     if cfg.standardize:
+        # Statistics of the training rows only (a single row has no spread: keep the scale).
         mean = x[:, :n_train].mean(1, keepdim=True)
-        std = x[:, :n_train].std(1, keepdim=True).clamp_min(1e-6)
-        x = ((x - mean) / std).clamp(-100, 100)
+        std = x[:, :n_train].std(1, keepdim=True) if n_train > 1 else torch.ones_like(mean)
+        x = ((x - mean) / std.clamp_min(1e-6)).clamp(-100, 100)
     if cfg.p_warp > 0 or cfg.p_rescale > 0:
         x = warp_columns(x, cfg, g)
     x, cat = make_categorical(x, num_features, cfg, g)
     x = torch.where(used, x, torch.zeros_like(x))
     x = add_missing(x, num_features, cfg, g)
+    if n_columns > d:
+        x = torch.nn.functional.pad(x, (0, n_columns - d))
+        cat = torch.nn.functional.pad(cat, (0, n_columns - d), value=False)
     if task == "classification":
-        num_classes = sample_num_classes(b, cfg, g)
+        # No more classes than training rows, so every class can occur in them.
+        num_classes = sample_num_classes(b, cfg, g).clamp(max=n_train)
         y = to_classes(torch.nan_to_num(y), n_train, num_classes, cfg, g)
     else:
         num_classes = torch.zeros(b, dtype=torch.long)

@@ -17,7 +17,7 @@ import torch
 from priors.activations import apply_activation, check_activations
 from priors.base import Batch, Range, check_probability, check_sizes, coerce_ranges
 from priors.postprocess import PostprocessConfig, finish
-from priors.trees import random_tree_layer
+from priors.trees import random_trees
 
 
 @dataclass
@@ -27,8 +27,8 @@ class SCMConfig:
     max_features: int = 100
     num_features: Range = field(default_factory=lambda: Range(1, 100, log=True))
     num_layers: Range = field(default_factory=lambda: Range(2, 6))
-    hidden: Range = field(default_factory=lambda: Range(8, 64, log=True))
-    noise_std: Range = field(default_factory=lambda: Range(1e-3, 0.5, log=True))
+    hidden: Range = field(default_factory=lambda: Range(2, 8, log=True))
+    noise_std: Range = field(default_factory=lambda: Range(1e-4, 0.1, log=True))
     weight_scale: Range = field(default_factory=lambda: Range(0.5, 3.0, log=True))
     edge_dropout: Range = field(default_factory=lambda: Range(0.0, 0.8))
     activations: tuple[str, ...] = ("tanh", "relu", "identity", "sigmoid", "sine", "abs", "step")
@@ -74,7 +74,8 @@ class SCMPrior:
         min_width = torch.ceil((n_feat + 2).float() / n_layers.float()).long()
         width = torch.maximum(c.hidden.sample_int(b, g), min_width)
         w_max, l_max = int(width.max()), int(n_layers.max())
-        unit_on = (torch.arange(w_max).view(1, 1, w_max) < width.view(b, 1, 1)).float()
+        unit_used = torch.arange(w_max).view(1, w_max) < width.view(b, 1)  # (b, w_max)
+        unit_on = unit_used.unsqueeze(1).float()
 
         noise = c.noise_std.sample(b, g).view(b, 1, 1)
         scale = c.weight_scale.sample(b, g).view(b, 1, 1)
@@ -96,9 +97,10 @@ class SCMPrior:
             act = torch.randint(0, len(c.activations), (b,), generator=g)
             z = apply_activation(torch.bmm(h, w) + bias, act, c.activations)
             if bool(use_tree.any()):
-                tree = random_tree_layer(h, width, depth, w_max, g)
-                is_tree = torch.rand(b, 1, w_max, generator=g) < tree_frac.view(b, 1, 1)
-                z = torch.where(is_tree, tree, z)
+                # Trees only for the used units picked as tree nodes (others would be masked).
+                is_tree = (torch.rand(b, w_max, generator=g) < tree_frac.view(b, 1)) & unit_used
+                ds, unit = is_tree.nonzero(as_tuple=True)
+                z[ds, :, unit] = random_trees(h, width, depth, ds, g)
             h = (z + noise * torch.randn(b, r, w_max, generator=g)) * unit_on
             layers.append(h)
 
@@ -116,15 +118,13 @@ class SCMPrior:
         f_keys = torch.rand(b, n_nodes, generator=g)
         f_keys = torch.where(valid, f_keys, torch.full_like(f_keys, 2.0))
         f_keys.scatter_(1, target.view(b, 1), 3.0)
-        f_max = c.max_features
-        order = f_keys.argsort(1)
-        if order.shape[1] < f_max:  # pad with the last index; masked out by num_features
-            pad = order[:, -1:].expand(b, f_max - order.shape[1])
-            order = torch.cat([order, pad], 1)
-        idx = order[:, :f_max]
-        x = nodes.gather(2, idx.view(b, 1, f_max).expand(b, r, f_max))
+        # Only the first n_feat.max() columns are read; finish pads to max_features.
+        d = int(n_feat.max())  # <= number of valid nodes - 1 (see min_width)
+        idx = f_keys.argsort(1)[:, :d]
+        x = nodes.gather(2, idx.view(b, 1, d).expand(b, r, d))
         y = nodes.gather(2, target.view(b, 1, 1).expand(b, r, 1)).squeeze(2)
 
-        x, y, n_cls, cat = finish(x, y, n_feat, n_train, task, c.postprocess, g)
+        x, y, n_cls, cat = finish(x, y, n_feat, n_train, task, c.postprocess, g,
+                                  n_columns=c.max_features)
         return Batch(x, y, n_feat, n_cls, cat, n_train, task)
 
