@@ -1,0 +1,281 @@
+"""PFNClassifier / PFNRegressor behaviour, the numpy bar distribution, and engines."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from pfn import PFNClassifier, PFNRegressor, bar
+from pfn.engine import _onnx_available
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = dict(engine="torch", n_estimators=2)
+
+
+def _data(n=80, f=4, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, f))
+    cuts = np.quantile(X[:, 0], np.linspace(0, 1, classes + 1)[1:-1])
+    y = np.digitize(X[:, 0] + 0.3 * X[:, 1], cuts)
+    return X, y
+
+
+# ----- numpy bar distribution == torch bar distribution ---------------------------------------
+def _bar_setup(seed=0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    borders = bar.make_borders(torch.randn(50_000, generator=g) ** 3, 30)
+    logits = 2 * torch.randn(5, 30, generator=g)
+    logits[:, 0] = logits[:, -1] = 1.0  # mass in both tails
+    borders = borders.unsqueeze(0) * (torch.rand(5, 1, generator=g) * 5 + 0.1) \
+        + torch.randn(5, 1, generator=g)
+    return logits, borders, bar.softmax_np(logits.numpy()), borders.double().numpy()
+
+
+def test_numpy_bar_functions_match_torch():
+    import torch
+
+    logits, borders, p, b = _bar_setup()
+    scale = np.abs(b[:, -1] - b[:, 0])  # float32 torch vs float64 numpy: relative tolerance
+    for np_fn, t_fn in ((bar.mean_np, bar.mean), (bar.median_np, bar.median),
+                        (bar.mode_np, bar.mode)):
+        np.testing.assert_allclose(np_fn(p, b), t_fn(logits, borders).numpy(),
+                                   atol=1e-5 * scale.max())
+    for q in (0.001, 0.05, 0.5, 0.95, 0.999):
+        np.testing.assert_allclose(bar.quantile_np(p, b, q),
+                                   bar.quantile(logits, borders, q).numpy(),
+                                   atol=1e-5 * scale.max())
+    y = torch.tensor([-100.0, 0.0, 1.0, 3.0, 500.0])  # both tails and the inside
+    np.testing.assert_allclose(bar.log_prob_np(p, b, y.numpy()),
+                               bar.log_prob(logits, borders, y).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_cdf_inverts_quantile_and_rebinning_keeps_the_distribution():
+    _, _, p, b = _bar_setup(1)
+    q = np.array([0.01, 0.2, 0.5, 0.8, 0.99])
+    points = bar.quantile_np(p[:, None, :], b[:, None, :], q[None, :])  # (5, 5)
+    np.testing.assert_allclose(bar.cdf_np(p, b, points), np.broadcast_to(q, (5, 5)), atol=1e-9)
+    np.testing.assert_allclose(bar.rebin_np(p, b, b), p, atol=1e-12)
+    # Splitting every bucket in two keeps the distribution exactly (away from the tails).
+    mids = (b[:, 1:] + b[:, :-1]) / 2
+    fine = np.empty((5, 61))
+    fine[:, 0::2], fine[:, 1::2] = b, mids
+    p_fine = bar.rebin_np(p, b, fine)
+    np.testing.assert_allclose(p_fine.sum(-1), 1.0)
+    inner = points[:, 1:4]
+    np.testing.assert_allclose(bar.cdf_np(p_fine, fine, inner), bar.cdf_np(p, b, inner),
+                               atol=1e-9)
+    # Shifted borders (as members on other rows give): mass kept, mean moves less than a
+    # bucket's width.
+    shifted = b * 1.01 + 0.002 * (b[:, -1:] - b[:, :1])
+    p2 = bar.rebin_np(p, b, shifted)
+    np.testing.assert_allclose(p2.sum(-1), 1.0)
+    width = np.diff(b[:, 1:-1], axis=-1).max(-1)
+    assert (np.abs(bar.mean_np(p2, shifted) - bar.mean_np(p, b)) < width).all()
+
+
+# ----- classifier -----------------------------------------------------------------------------
+def test_classifier_probabilities_and_labels():
+    X, y = _data()
+    labels = np.array(["cat", "dog", "eel"])[y]
+    clf = PFNClassifier(**FAST).fit(X[:60], labels[:60])
+    proba = clf.predict_proba(X[60:])
+    assert proba.shape == (20, 3) and np.allclose(proba.sum(1), 1) and (proba >= 0).all()
+    assert list(clf.classes_) == ["cat", "dog", "eel"] and clf.n_features_in_ == 4
+    np.testing.assert_array_equal(clf.predict(X[60:]), clf.classes_[proba.argmax(1)])
+
+
+def test_dataframe_with_categories_and_missing_values():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=50), "city": rng.choice(["x", "y", "z"], 50),
+                       "ok": rng.random(50) > 0.5,
+                       "c": pd.Categorical(rng.choice(["lo", "hi"], 50))})
+    df.loc[::7, "a"] = np.nan
+    df.loc[::9, "city"] = None
+    y = (df["city"] == "x").to_numpy()
+    clf = PFNClassifier(**FAST).fit(df, y)
+    assert list(clf.feature_names_in_) == ["a", "city", "ok", "c"]
+    test = df.head(5).assign(city=["x", "unseen", None, "y", "z"])
+    assert clf.predict_proba(test).shape == (5, 2)
+    with pytest.raises(ValueError, match="feature names"):
+        clf.predict(test[["city", "a", "ok", "c"]])
+
+
+def test_predictions_are_deterministic_per_random_state_and_chunk_invariant():
+    X, y = _data()
+    a = PFNClassifier(**FAST, random_state=3).fit(X[:60], y[:60]).predict_proba(X[60:])
+    b = PFNClassifier(**FAST, random_state=3, test_batch_size=7).fit(X[:60], y[:60])
+    np.testing.assert_allclose(b.predict_proba(X[60:]), a, atol=1e-6)
+    np.testing.assert_allclose(b.predict_proba(X[60:61]), a[:1], atol=1e-6)  # rows independent
+    c = PFNClassifier(**FAST, random_state=4).fit(X[:60], y[:60]).predict_proba(X[60:])
+    assert not np.allclose(a, c)
+    gen = PFNClassifier(**FAST, random_state=np.random.default_rng(0)).fit(X[:60], y[:60])
+    assert gen.predict_proba(X[60:]).shape == a.shape
+
+
+def test_single_member_equals_the_network_on_the_same_inputs():
+    """Cached fit/predict equals one full forward pass, after undoing the label permutation."""
+    import torch
+
+    X, y = _data()
+    clf = PFNClassifier(engine="torch", n_estimators=1, transforms=("none",)).fit(X[:60], y[:60])
+    m = clf.plan_.members[0]
+    x_all = np.concatenate([clf.x_train_[0], clf.plan_.test_inputs(X[60:])[0]])[None]
+    engine = clf._get_engine()
+    with torch.no_grad():
+        logits = engine.model(torch.tensor(x_all), torch.tensor(clf.y_train_), "classification")
+    expected = torch.softmax(logits[0].double(), -1).numpy()[:, m.code]
+    np.testing.assert_allclose(clf.predict_proba(X[60:]), expected, atol=1e-5)
+
+
+def test_single_member_regressor_equals_the_network_on_raw_targets():
+    """Standardising y outside the model, then mapping borders back, changes nothing."""
+    import torch
+
+    X, _ = _data(n=100)
+    y = 50 + 10 * X[:, 0]
+    reg = PFNRegressor(engine="torch", n_estimators=1, transforms=("none",)).fit(X[:70], y[:70])
+    model = reg._get_engine().model
+    x_all = np.concatenate([reg.x_train_[0], reg.plan_.test_inputs(X[70:])[0]])[None]
+    y_raw = torch.tensor(y[:70], dtype=torch.float32)[None]
+    with torch.no_grad():
+        logits = model(torch.tensor(x_all), y_raw, "regression")
+        expected = bar.mean(logits[0], model.scaled_borders(y_raw)[0]).numpy()
+    np.testing.assert_allclose(reg.predict(X[70:]), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_limits_many_classes_features_and_rows():
+    X, y = _data(n=260, f=120, classes=13)
+    clf = PFNClassifier(**FAST, max_train_rows=64).fit(X[:200], y[:200])
+    proba = clf.predict_proba(X[200:])
+    assert proba.shape == (60, 13) and np.allclose(proba.sum(1), 1)
+    assert clf.x_train_.shape[1:] == (64, 100)  # rows and features subsampled per member
+    assert len(clf.plan_.members) >= 2
+
+
+@pytest.mark.parametrize("make_bad, error, match", [
+    (lambda X, y: (X[:0], y[:0]), ValueError, "0 sample"),
+    (lambda X, y: (X[:1], y[:1]), ValueError, "1 sample|1 class"),
+    (lambda X, y: (X, np.zeros_like(y)), ValueError, "1 class"),
+    (lambda X, y: (np.where(X > 1.5, np.inf, X), y), ValueError, "infinity"),
+    (lambda X, y: (sparse.csr_matrix(X), y), TypeError, "sparse"),
+    (lambda X, y: (X[:, :, None], y), ValueError, "2D"),
+    (lambda X, y: (X, None), ValueError, "requires y"),
+    (lambda X, y: (X, y[:-1]), ValueError, "inconsistent"),
+])
+def test_bad_training_input_is_rejected_clearly(make_bad, error, match):
+    X, y = _data()
+    with pytest.raises(error, match=match):
+        PFNClassifier(**FAST).fit(*make_bad(X, y))
+
+
+def test_bad_prediction_input_and_parameters():
+    X, y = _data()
+    clf = PFNClassifier(**FAST).fit(X, y)
+    with pytest.raises(ValueError, match="X has 3 features"):
+        clf.predict(X[:, :3])
+    with pytest.raises(ValueError, match="NaN"):
+        PFNRegressor(**FAST).fit(X, np.where(y == 1, np.nan, 1.0))
+    with pytest.raises(ValueError, match="n_estimators"):
+        PFNClassifier(n_estimators=0).fit(X, y)
+    with pytest.raises(ValueError, match="engine"):
+        PFNClassifier(engine="gpu").fit(X, y)
+
+
+def test_pickle_round_trip_keeps_predictions_and_drops_the_engine_state():
+    X, y = _data()
+    for est, target in ((PFNClassifier(**FAST), y), (PFNRegressor(**FAST), X[:, 0] * 3.0)):
+        est.fit(X[:60], target[:60])
+        before = est.predict(X[60:])
+        blob = pickle.dumps(est)
+        assert b"torch._utils" not in blob and "_context" not in est.__getstate__()
+        np.testing.assert_array_equal(pickle.loads(blob).predict(X[60:]), before)
+
+
+def test_pipeline_cross_validation_and_grid_search():
+    X, y = _data(n=60)
+    pipe = make_pipeline(StandardScaler(), PFNClassifier(**FAST))
+    assert cross_val_score(pipe, X, y, cv=3).shape == (3,)
+    grid = GridSearchCV(PFNRegressor(engine="torch"), {"n_estimators": [1, 2]}, cv=2)
+    grid.fit(X, X[:, 0] + X[:, 1])
+    assert grid.best_params_["n_estimators"] in (1, 2)
+
+
+# ----- regressor ------------------------------------------------------------------------------
+def test_regressor_predictions_quantiles_and_distribution():
+    X, _ = _data(n=100)
+    y = 1000 + 50 * X[:, 0]
+    reg = PFNRegressor(**FAST).fit(X[:70], y[:70])
+    mean = reg.predict(X[70:])
+    q = reg.predict_quantiles(X[70:], [0.1, 0.5, 0.9])
+    assert mean.shape == (30,) and q.shape == (30, 3)
+    assert (np.diff(q, axis=1) >= 0).all()
+    assert np.all((mean > y.min() - 200) & (mean < y.max() + 200))  # in y's units
+    dist = reg.predict_distribution(X[70:])
+    np.testing.assert_allclose(dist.mean(), mean)
+    np.testing.assert_allclose(dist.median(), q[:, 1])
+    np.testing.assert_allclose(dist.probs.sum(1), 1)
+    assert np.isfinite(dist.log_prob(y[70:])).all()
+    median = PFNRegressor(**FAST, output="median").fit(X[:70], y[:70]).predict(X[70:])
+    np.testing.assert_allclose(median, q[:, 1])
+    with pytest.raises(ValueError, match="quantiles"):
+        reg.predict_quantiles(X[70:], [0.5, 1.5])
+
+
+def test_regressor_members_on_different_rows_share_borders():
+    X, _ = _data(n=200)
+    reg = PFNRegressor(**FAST, max_train_rows=50).fit(X[:150], 5 * X[:150, 0])
+    dist = reg.predict_distribution(X[150:])
+    np.testing.assert_allclose(dist.probs.sum(1), 1)
+    assert dist.borders.shape == (dist.probs.shape[1] + 1,)
+    assert np.all(np.diff(dist.borders) > 0)
+
+
+def test_constant_target():
+    X, _ = _data(n=30)
+    pred = PFNRegressor(**FAST).fit(X, np.full(30, 7.0)).predict(X[:5])
+    assert np.isfinite(pred).all()
+
+
+# ----- engines --------------------------------------------------------------------------------
+@pytest.mark.skipif(not _onnx_available(), reason="shipped ONNX graphs or onnxruntime missing")
+def test_onnx_engine_matches_torch_engine():
+    X, y = _data()
+    for cls, target in ((PFNClassifier, y), (PFNRegressor, X[:, 1] * 2.0)):
+        a = cls(engine="torch", n_estimators=2).fit(X[:60], target[:60])
+        b = cls(engine="onnx", n_estimators=2).fit(X[:60], target[:60])
+        np.testing.assert_allclose(a.predict(X[60:]), b.predict(X[60:]), rtol=1e-4, atol=1e-4)
+
+
+def test_estimators_import_without_torch():
+    code = ("import sys, importlib.abc\n"
+            "class NoTorch(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'torch':\n"
+            "            raise ImportError('torch is blocked in this test')\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            "import pfn.estimators, pfn.preprocessing, pfn.bar, pfn.engine\n"
+            "from pfn import PFNClassifier, PFNRegressor\n"
+            "from pfn.engine import _onnx_available\n"
+            "import numpy as np\n"
+            "if _onnx_available():\n"
+            "    X = np.random.default_rng(0).normal(size=(40, 3))\n"
+            "    p = PFNClassifier(engine='auto', n_estimators=1).fit(X, X[:, 0] > 0)\n"
+            "    assert p.predict_proba(X).shape == (40, 2)\n"
+            "    PFNRegressor(engine='onnx', n_estimators=1).fit(X, X[:, 0]).predict(X)\n"
+            "assert 'torch' not in sys.modules\n")
+    env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr

@@ -1,0 +1,44 @@
+"""The estimators honour the scikit-learn contract: every estimator check passes or is an
+expected failure with a written reason."""
+
+from __future__ import annotations
+
+import pytest
+import sklearn
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from pfn import PFNClassifier, PFNRegressor
+
+# Two members and the torch engine (its key/value cache makes tiny fits cheapest); the
+# checks call fit a few hundred times.
+ESTIMATORS = [PFNClassifier(engine="torch", n_estimators=2),
+              PFNRegressor(engine="torch", n_estimators=2)]
+
+# Quality thresholds inside the checks (accuracy > 0.83 on three blobs, training-set
+# R^2 > 0.5) measure the pretrained weights, not the estimator contract. The weights shipped
+# while pretraining runs are an interim snapshot that may not reach them; the xfail is not
+# strict, so final weights that pass show as XPASS. Model quality is tested on real data by
+# benchmarks/real_data.py instead.
+_QUALITY = ("measures the shipped weights' accuracy, not the API; interim weights from a "
+            "pretraining run in progress may fall short")
+EXPECTED_FAILED = {
+    "PFNClassifier": {"check_classifiers_train": _QUALITY},
+    "PFNRegressor": {"check_regressors_train": _QUALITY},
+}
+
+
+def _expected_failed(estimator) -> dict[str, str]:
+    return EXPECTED_FAILED[type(estimator).__name__]
+
+
+if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) >= (1, 6):
+    @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed)
+    def test_sklearn_estimator_checks(estimator, check):
+        check(estimator)
+else:  # pragma: no cover - older scikit-learn has no expected_failed_checks
+    @parametrize_with_checks(ESTIMATORS)
+    def test_sklearn_estimator_checks(estimator, check):
+        name = getattr(check, "func", check).__name__
+        if name in _expected_failed(estimator):
+            pytest.xfail(_expected_failed(estimator)[name])
+        check(estimator)
