@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import tomllib
 from pathlib import Path
 
-import tomllib
 import torch
 
 from priors import BNNConfig, BNNPrior, GPConfig, GPPrior, SCMConfig, SCMPrior, build_prior

@@ -241,6 +241,6 @@ class PFN(nn.Module):
                              f"{ctx['n_features']}")
         h = self.encoder(encode_features(x_test, ctx["mean"], ctx["std"],
                                          self.cfg.max_features))
-        for block, (k, v) in zip(self.blocks, ctx["kv"]):
+        for block, (k, v) in zip(self.blocks, ctx["kv"], strict=True):
             h = block.attend(h, k, v)
         return self._head(h, ctx["task"], ctx["num_classes"])

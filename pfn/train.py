@@ -22,15 +22,21 @@ import os
 import sys
 import time
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from pfn import bar
-from pfn.checkpoint import (config_dict, list_checkpoints, load_checkpoint, load_model,
-                            save_checkpoint, save_model)
+from pfn.checkpoint import (
+    config_dict,
+    list_checkpoints,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+    save_model,
+)
 from pfn.model import PFN, ModelConfig
 from priors import Batch, build_prior
 
@@ -162,15 +168,21 @@ def batch_loss(model: PFN, batch: Batch, device: torch.device) -> torch.Tensor:
 
 
 def make_borders_from_prior(prior, cfg: TrainConfig) -> torch.Tensor:
-    """Bucket borders at quantiles of standardised regression targets drawn from the prior."""
+    """Bucket borders at quantiles of the standardised targets the model learns to predict.
+
+    Regression batches are drawn with the training run's row counts and splits, and only
+    test rows are kept, standardised with their training rows' statistics (as in
+    ``PFN.target_scale``). Small training parts give heavy-tailed standardised targets; with
+    a fixed half split those tails would land in the outer buckets, whose density has a
+    fixed shape, and cost the model dearly.
+    """
+    data = replace(cfg.data, p_regression=1.0)
     samples = []
     for i in range(cfg.run.n_borders_batches):
-        g = step_generator(cfg.run.seed + 17, 0, i)
-        b = prior.sample(cfg.data.batch_size, cfg.data.max_rows,
-                         cfg.data.max_rows // 2, g, "regression")
+        b = draw_batch(prior, data, step_generator(cfg.run.seed + 17, 0, i))
         yt = b.y[:, : b.n_train]
         mean, std = yt.mean(1, keepdim=True), yt.std(1, keepdim=True).clamp_min(1e-8)
-        samples.append(((b.y - mean) / std).flatten())
+        samples.append(((b.y[:, b.n_train:] - mean) / std).flatten())
     return bar.make_borders(torch.cat(samples), cfg.model.n_buckets)
 
 
@@ -188,8 +200,13 @@ def pick_device(name: str) -> torch.device:
 
 
 def train(cfg: TrainConfig, resume: bool = False, init_from: str | None = None,
-          stop_at: int | None = None, progress: bool = True) -> Path:
-    """Run (or continue) pretraining; returns the run directory."""
+          stop_at: int | None = None, progress: bool = True,
+          dump_params: str | None = None) -> Path:
+    """Run (or continue) pretraining; returns the run directory.
+
+    ``dump_params``: a directory where every rank writes its final weights as
+    ``rank{r}.safetensors`` (to check that distributed ranks stay in sync).
+    """
     # ---- distributed setup: torchrun sets WORLD_SIZE/RANK/LOCAL_RANK ----
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -232,7 +249,10 @@ def train(cfg: TrainConfig, resume: bool = False, init_from: str | None = None,
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # Each step trains one head (classification or regression), and ranks may draw
+        # different tasks, so some parameters get no gradient on some ranks.
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
+                    find_unused_parameters=True)
     core = getattr(model, "module", model)
 
     val = [draw_batch(prior, cfg.data, step_generator(cfg.run.seed + 999, 0, i))
@@ -295,7 +315,8 @@ def train(cfg: TrainConfig, resume: bool = False, init_from: str | None = None,
                     if isinstance(v, float) and k != "time":
                         writer.add_scalar(k, v, done)
             if bar_:
-                bar_.set_postfix(loss=f"{float(loss):.3f}", ds_s=f"{row.get('datasets_per_s', 0):.1f}")
+                bar_.set_postfix(loss=f"{float(loss):.3f}",
+                                 ds_s=f"{row.get('datasets_per_s', 0):.1f}")
         if bar_:
             bar_.update(1)
         if master and (done % cfg.run.checkpoint_every == 0 or done == end):
@@ -306,6 +327,12 @@ def train(cfg: TrainConfig, resume: bool = False, init_from: str | None = None,
             _plot(history, run_dir / "loss.png")
     if bar_:
         bar_.close()
+    if dump_params:
+        from safetensors.torch import save_file
+
+        Path(dump_params).mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in core.state_dict().items()},
+                  str(Path(dump_params) / f"rank{rank}.safetensors"))
     if world > 1:
         import torch.distributed as dist
 
@@ -348,8 +375,8 @@ def _plot(history: list[dict], path: Path) -> None:
                 "val_regression"):
         pts = [(r["step"], r[key]) for r in history if isinstance(r.get(key), float)]
         if pts:
-            ax.plot(*zip(*pts), label=key, marker="o" if key.startswith("val") else None,
-                    markersize=3)
+            ax.plot(*zip(*pts, strict=True), label=key, markersize=3,
+                    marker="o" if key.startswith("val") else None)
     ax.set_xlabel("step")
     ax.set_ylabel("NLL (nats per test row)")
     ax.legend()
@@ -371,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop-at", type=int, help="stop after this step (schedule unchanged)")
     p.add_argument("--threads", type=int, help="override run.threads")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--dump-params", metavar="DIR",
+                   help="each rank saves its final weights to DIR/rank{r}.safetensors")
     a = p.parse_args(argv)
     cfg = TrainConfig.load(a.config)
     if a.out_dir:
@@ -380,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         cfg.run.threads = a.threads
     train(cfg, resume=a.resume, init_from=a.init_from, stop_at=a.stop_at,
-          progress=not a.no_progress)
+          progress=not a.no_progress, dump_params=a.dump_params)
     return 0
 
 
