@@ -60,6 +60,12 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASETS = ROOT.parent / "shared" / "datasets"
 ALL_MODELS = ["logreg", "rf", "hgb", "xgb", "lgbm", "ours"]
+# Variants of ours, run on request (``--models ours,ours_int8``) to measure what an engine or
+# the int8 graphs (``pfn export --int8``) change; not part of the default comparison.
+VARIANTS = {"ours_torch": {"engine": "torch"},
+            "ours_onnx": {"engine": "onnx"},
+            "ours_int8": {"engine": "onnx",
+                          "model_path": str(ROOT / "pfn" / "weights" / "default.int8")}}
 NUM = selector(dtype_include="number")
 CAT = selector(dtype_exclude="number")
 Result = dict[str, float]
@@ -101,6 +107,11 @@ def make_model(name: str, task: str) -> Any:
         import pfn
 
         return pfn.PFNClassifier() if clf else pfn.PFNRegressor()
+    if name in VARIANTS:
+        import pfn
+
+        est = pfn.PFNClassifier if clf else pfn.PFNRegressor
+        return est(**VARIANTS[name])
     raise ValueError(f"unknown model {name!r}")
 
 
@@ -154,12 +165,12 @@ def eval_classification(
     """Fit on ``tr`` and score on ``te``; ``codes`` index into the dataset's ``labels``."""
     model = make_model(name, "classification")
     present = np.unique(codes[tr])  # baselines see contiguous codes (XGBoost needs them)
-    y_fit = labels[codes[tr]] if name == "ours" else np.searchsorted(present, codes[tr])
+    y_fit = labels[codes[tr]] if name.startswith("ours") else np.searchsorted(present, codes[tr])
     t0 = time.perf_counter()
     model.fit(X.iloc[tr], y_fit)
     raw = np.asarray(model.predict_proba(X.iloc[te]), dtype=float)
     seconds = time.perf_counter() - t0
-    if name == "ours":
+    if name.startswith("ours"):
         lookup = {lab: i for i, lab in enumerate(labels.tolist())}
         cols = np.array([lookup[c] for c in np.asarray(model.classes_).tolist()])
     else:
@@ -190,7 +201,7 @@ def eval_regression(
         "time": seconds,
         "coverage": float("nan"),
     }
-    if name == "ours":
+    if name.startswith("ours"):
         q = np.asarray(model.predict_quantiles(X.iloc[te], [0.05, 0.95]), dtype=float)
         out["coverage"] = float(np.mean((y[te] >= q[:, 0]) & (y[te] <= q[:, 1])))
     return out
@@ -315,9 +326,9 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(os.cpu_count() or 1)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = sorted(set(models) - set(ALL_MODELS))
+    unknown = sorted(set(models) - set(ALL_MODELS) - set(VARIANTS))
     if unknown:
-        ap.error(f"unknown models {unknown}; choose from {ALL_MODELS}")
+        ap.error(f"unknown models {unknown}; choose from {ALL_MODELS + list(VARIANTS)}")
     report: list[str] = []
 
     def emit(text: str) -> None:

@@ -3,6 +3,7 @@
     pfn export                                   # shipped weights -> pfn/weights/default.*.onnx
     pfn export --checkpoint run/model.safetensors --out-prefix out/model
     pfn export --checkpoint m.safetensors --out out/model.onnx   # same as --out-prefix out/model
+    pfn export --int8        # also PREFIX.int8.classification.onnx / PREFIX.int8.regression.onnx
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ def main(argv: list[str] | None = None) -> int:
                      "PREFIX.regression.onnx (default: the checkpoint path without .safetensors)")
     out.add_argument("--out", help="alternative spelling: model.onnx -> prefix 'model'")
     ap.add_argument("--task", choices=["classification", "regression", "both"], default="both")
+    ap.add_argument("--int8", action="store_true", help="also write a dynamically "
+                    "quantised int8 variant as PREFIX.int8.TASK.onnx (about 1/3 the size)")
     args = ap.parse_args(argv)
 
-    from export.onnx import TASKS, export_onnx, file_sha256  # imports torch: after --help
+    # imports torch: after --help
+    from export.onnx import TASKS, export_onnx, file_sha256, quantize_int8
 
     ckpt = Path(args.checkpoint)
     if args.out_prefix:
@@ -36,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         prefix = str(ckpt.with_suffix("")) if ckpt.suffix == ".safetensors" else str(ckpt)
     tasks = TASKS if args.task == "both" else (args.task,)
     paths = export_onnx(ckpt, prefix, tasks)
+    if args.int8:
+        paths.update({f"{task} int8": quantize_int8(path, f"{prefix}.int8.{task}.onnx")
+                      for task, path in list(paths.items())})
     for task, path in paths.items():
         print(f"{task}: {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 "
               f"{file_sha256(path)[:12]})")

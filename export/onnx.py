@@ -143,10 +143,41 @@ def export_onnx(checkpoint: str | Path, out_prefix: str | Path,
             for task in tasks}
 
 
+def quantize_int8(src: str | Path, dst: str | Path) -> Path:
+    """Dynamic int8 quantisation of one exported graph (a smaller, optional variant).
+
+    Weights of the MatMul/Gemm nodes are stored as int8 with per-tensor scales; activations
+    are quantised on the fly at run time, so no calibration data is needed. Everything else
+    (standardisation, attention softmax, the bar-distribution borders) stays float32. The
+    metadata is kept and marked with ``quantization=int8-dynamic``; the accuracy cost is
+    measured by ``benchmarks/real_data.py --models ours,ours_int8`` (see the model card).
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {src}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic warns about pre-processing
+    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul", "Gemm"])
+    proto = onnx.load(str(tmp))
+    meta = {**read_metadata(src), "quantization": "int8-dynamic"}
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, str(tmp))
+    tmp.replace(dst)
+    return dst
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata_props of an ONNX file as a dict (config stays a JSON string)."""
     proto = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in proto.metadata_props}
 
 
-__all__ = ["export_onnx", "export_task", "read_metadata", "file_sha256", "EXPORT_VERSION"]
+__all__ = ["export_onnx", "export_task", "quantize_int8", "read_metadata", "file_sha256",
+           "EXPORT_VERSION"]

@@ -92,10 +92,10 @@ class _PFNBase(BaseEstimator):
         if not transforms or any(t not in TRANSFORMS for t in transforms):
             raise ValueError(f"transforms must be a non-empty sequence of {TRANSFORMS}, got "
                              f"{self.transforms!r}")
-        resolve_engine_name(self.engine, self.model_path)  # validates the name
+        resolve_engine_name(self.engine, self.model_path, self.device)  # validates the name
 
     def _get_engine(self):
-        name = resolve_engine_name(self.engine, self.model_path)
+        name = resolve_engine_name(self.engine, self.model_path, self.device)
         path = None if self.model_path is None else str(self.model_path)
         return _cached_engine(name, path, self.device)
 
@@ -173,9 +173,11 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     ----------
     n_estimators : members whose probabilities are averaged (feature order, label
         permutation and numeric transform differ between them).
-    engine : "auto" (torch if installed, it is faster on CPU; else ONNX Runtime with the
-        shipped graphs), "torch" or "onnx".
-    model_path : a model file (``.safetensors`` for torch); None = the shipped weights.
+    engine : "auto" (ONNX Runtime with the shipped graphs; torch if onnxruntime or the
+        graphs are missing), "onnx" or "torch" (keeps a key/value cache of the training
+        rows, faster for many small predict calls on one fit).
+    model_path : None = the shipped model; a ``.safetensors`` file (torch) or an ONNX
+        prefix / graph path such as ``out/model`` or ``out/model.classification.onnx``.
     max_train_rows : training rows a member sees; larger training sets are subsampled per
         member.
     test_batch_size : test rows per network call (bounds memory).

@@ -181,7 +181,10 @@ def make_borders_from_prior(prior, cfg: TrainConfig) -> torch.Tensor:
     for i in range(cfg.run.n_borders_batches):
         b = draw_batch(prior, data, step_generator(cfg.run.seed + 17, 0, i))
         yt = b.y[:, : b.n_train]
-        mean, std = yt.mean(1, keepdim=True), yt.std(1, keepdim=True).clamp_min(1e-8)
+        if cfg.model.standardize:
+            mean, std = yt.mean(1, keepdim=True), yt.std(1, keepdim=True).clamp_min(1e-8)
+        else:  # the model sees raw targets (ModelConfig.standardize)
+            mean, std = torch.zeros_like(yt[:, :1]), torch.ones_like(yt[:, :1])
         samples.append(((b.y[:, b.n_train:] - mean) / std).flatten())
     return bar.make_borders(torch.cat(samples), cfg.model.n_buckets)
 

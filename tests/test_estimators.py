@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pfn import PFNClassifier, PFNRegressor, bar
-from pfn.engine import _onnx_available
+from pfn.engine import _onnx_available, resolve_engine_name
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = dict(engine="torch", n_estimators=2)
@@ -258,6 +258,18 @@ def test_onnx_engine_matches_torch_engine():
         np.testing.assert_allclose(a.predict(X[60:]), b.predict(X[60:]), rtol=1e-4, atol=1e-4)
 
 
+def test_auto_engine_choice():
+    want = "onnx" if _onnx_available() else "torch"
+    assert resolve_engine_name("auto") == want  # the shipped graphs by default
+    assert resolve_engine_name("auto", "run/model.safetensors") == "torch"
+    assert resolve_engine_name("auto", "out/model") == "onnx"
+    assert resolve_engine_name("auto", "out/model.classification.onnx") == "onnx"
+    assert resolve_engine_name("auto", device="cuda") == "torch"
+    assert resolve_engine_name("torch") == "torch"
+    with pytest.raises(ValueError, match="engine must be one of"):
+        resolve_engine_name("tensorrt")
+
+
 def test_estimators_import_without_torch():
     code = ("import sys, importlib.abc\n"
             "class NoTorch(importlib.abc.MetaPathFinder):\n"
@@ -267,7 +279,7 @@ def test_estimators_import_without_torch():
             "sys.meta_path.insert(0, NoTorch())\n"
             "import pfn.estimators, pfn.preprocessing, pfn.bar, pfn.engine\n"
             "from pfn import PFNClassifier, PFNRegressor\n"
-            "from pfn.engine import _onnx_available\n"
+            "from pfn.engine import _onnx_available, resolve_engine_name\n"
             "import numpy as np\n"
             "if _onnx_available():\n"
             "    X = np.random.default_rng(0).normal(size=(40, 3))\n"

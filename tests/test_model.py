@@ -181,3 +181,23 @@ def test_load_model_errors(model: PFN, tmp_path) -> None:
     save_file({"w": torch.zeros(2)}, str(bare))
     with pytest.raises(ValueError, match="config"):
         load_model(bare)
+
+
+def test_standardize_switch() -> None:
+    """Standardised models ignore the units of x and y; raw (GP-mimicry) models do not."""
+    x, y = make_data("regression", nan=False)
+    outs = {}
+    for standardize in (True, False):
+        torch.manual_seed(0)
+        m = PFN(ModelConfig(**{**CFG.__dict__, "standardize": standardize})).eval()
+        with torch.no_grad():
+            a = m(x, y, "regression")
+            b = m(x * 10 + 3, y, "regression")
+            outs[standardize] = (a, b, m.scaled_borders(y), m.scaled_borders(y * 2))
+    a, b, borders, borders2 = outs[True]
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(borders, borders2)  # borders follow the targets' units
+    a, b, borders, borders2 = outs[False]
+    assert not torch.allclose(a, b, atol=1e-3)
+    torch.testing.assert_close(borders, borders2)  # raw targets: borders stay put
+    torch.testing.assert_close(borders[0], PFN(CFG).borders)

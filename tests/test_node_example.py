@@ -22,7 +22,9 @@ from pfn.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "node"
-DATASET = Path("/work/shared/datasets/classification/MASS_fgl.csv.gz")
+SHARED = next((p for p in (ROOT.parent / "shared", Path("/work/shared")) if p.is_dir()),
+              ROOT.parent / "shared")  # beside the checkout; /work/shared on this machine
+DATASET = SHARED / "datasets" / "classification" / "MASS_fgl.csv.gz"
 ATOL = 1e-4
 
 
