@@ -143,6 +143,22 @@ def _tail_scales_np(borders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             (borders[..., -1] - borders[..., -2]) / _HALF)
 
 
+def clip_outer_borders_np(borders: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Pull the two outermost borders (..., K + 1) in to ``lo`` / ``hi`` where they lie beyond.
+
+    The outer buckets' half-normal tails take their scale from the outer buckets' widths. The
+    prior's standardised targets include rare extreme outliers, so the outermost quantile
+    borders can sit hundreds of standard deviations out; then 0.1% of probability in an outer
+    bucket moves the mean by a whole standard deviation, although the model meant "a little
+    mass somewhere beyond the last inner border". Clipping only those two borders keeps every
+    inner bucket (and so the median and central quantiles) unchanged.
+    """
+    b = np.array(borders, dtype=np.float64, copy=True)
+    b[..., 0] = np.maximum(b[..., 0], np.minimum(lo, b[..., 1] - 1e-9))
+    b[..., -1] = np.minimum(b[..., -1], np.maximum(hi, b[..., -2] + 1e-9))
+    return b
+
+
 def _broadcast(probs: np.ndarray, borders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(probs, dtype=np.float64)
     b = np.asarray(borders, dtype=np.float64)

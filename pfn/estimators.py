@@ -64,6 +64,9 @@ def _check_names(est: BaseEstimator, X, reset: bool) -> None:
         est._check_feature_names(X, reset=reset)
 
 
+TAIL_MARGIN = 0.5  # regression: outer tails end within 0.5 target ranges beyond the targets
+
+
 class _PFNBase(BaseEstimator):
     _task = ""
 
@@ -271,6 +274,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         self.y_mean_ = float(y.mean())
         std = float(y.std())
         self.y_std_ = std if std > 0 else 1.0
+        self.y_min_, self.y_max_ = float(y.min()), float(y.max())
         self._fit_common(x, (y - self.y_mean_) / self.y_std_, None)
         return self
 
@@ -286,7 +290,13 @@ class PFNRegressor(RegressorMixin, _PFNBase):
             common = b.mean(0)  # an affine map of the model's borders, as each b is
             if not np.allclose(b, common[None], rtol=1e-6, atol=1e-9):
                 p = bar.rebin_np(p, b[:, None, :], common)  # members saw other rows
-            yield BarDistribution(p.mean(0), common * self.y_std_ + self.y_mean_)
+            # The support's outer tails end within TAIL_MARGIN target ranges of the training
+            # targets (see bar.clip_outer_borders_np for why).
+            span = max(self.y_max_ - self.y_min_, self.y_std_)
+            borders = bar.clip_outer_borders_np(common * self.y_std_ + self.y_mean_,
+                                                self.y_min_ - TAIL_MARGIN * span,
+                                                self.y_max_ + TAIL_MARGIN * span)
+            yield BarDistribution(p.mean(0), borders)
 
     def predict_distribution(self, X) -> BarDistribution:
         """The ensemble's predictive distribution for every row, in the units of y."""

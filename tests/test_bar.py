@@ -148,3 +148,20 @@ def test_make_borders_strictly_increasing() -> None:
 def test_make_borders_needs_enough_samples() -> None:
     with pytest.raises(ValueError, match="n_buckets"):
         bar.make_borders(torch.tensor([0.0, 1.0, float("nan")]), 3)
+
+
+def test_clip_outer_borders_bounds_the_mean_and_keeps_inner_buckets():
+    borders = np.concatenate([[-8.0], np.linspace(-3, 3.8, 9), [240.0]])  # 10 buckets
+    probs = np.full(10, 0.01)
+    probs[5] = 1 - probs.sum() + 0.01
+    wild = bar.mean_np(probs, borders)
+    assert wild > 2.0  # 1% mass in a 236-wide tail bucket drags the mean far right
+    clipped = bar.clip_outer_borders_np(borders, -4.0, 5.0)
+    np.testing.assert_array_equal(clipped[1:-1], borders[1:-1])
+    assert (clipped[0], clipped[-1]) == (-4.0, 5.0)
+    assert abs(bar.mean_np(probs, clipped)) < 1.0
+    np.testing.assert_allclose(bar.median_np(probs, clipped), bar.median_np(probs, borders))
+    # Borders already inside the range are left alone, and order is always kept.
+    np.testing.assert_array_equal(bar.clip_outer_borders_np(borders, -100, 300), borders)
+    tight = bar.clip_outer_borders_np(borders, 0.0, 0.0)
+    assert (np.diff(tight) > 0).all()
