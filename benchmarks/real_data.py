@@ -320,7 +320,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--task", choices=["classification", "regression", "all"], default="all")
     ap.add_argument("--speed", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--int8-prefix", default=VARIANTS["ours_int8"]["model_path"],
+                    help="graphs for ours_int8 (pfn export --int8 --out-prefix P writes P.int8.*)")
     args = ap.parse_args(argv)
+    VARIANTS["ours_int8"]["model_path"] = args.int8_prefix
 
     import torch
 
