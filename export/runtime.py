@@ -63,13 +63,14 @@ class OnnxEngine:
 
     model_path: the prefix; by default the shipped ``pfn/weights/default``.
     intra_op_threads: ONNX Runtime threads per operator, by default all cores.
-    memory_arena: keep ONNX Runtime's CPU memory arena. Off by default: with it, peak memory
-    of a session roughly doubles and stays allocated after the call, for at most a 10-20%
-    speed-up (measured with 4 x (1000 train + 1000 test) rows, 100 features).
+    memory_arena: keep ONNX Runtime's CPU memory arena (on by default). Measured with the
+    default estimator on 1000 x 100 training and 1000 test rows, 2 cores: fit+predict
+    0.40 s with the arena against 0.49 s without (torch: 0.44 s); the arena keeps its
+    buffers allocated between calls, so pass False where memory matters more than speed.
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None,
-                 intra_op_threads: int | None = None, memory_arena: bool = False) -> None:
+                 intra_op_threads: int | None = None, memory_arena: bool = True) -> None:
         prefix = default_prefix() if model_path is None else Path(model_path)
         name = prefix.name
         for task in TASKS:  # accept a full graph path too: "x.classification.onnx" -> "x"
