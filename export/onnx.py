@@ -159,9 +159,14 @@ def quantize_int8(src: str | Path, dst: str | Path) -> Path:
         raise FileNotFoundError(f"ONNX model not found: {src}")
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
-    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic warns about pre-processing
-    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Gemm"])
+    root = logging.getLogger()  # quantize_dynamic warns about pre-processing on the root
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Gemm"])
+    finally:
+        root.setLevel(level)
     proto = onnx.load(str(tmp))
     meta = {**read_metadata(src), "quantization": "int8-dynamic"}
     del proto.metadata_props[:]

@@ -98,6 +98,21 @@ def encode_features(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
     return torch.cat([F.pad(z, (0, pad)), F.pad(missing.to(z.dtype), (0, pad))], dim=-1)
 
 
+def target_scale(y_train: torch.Tensor, standardize: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) (B, 1) that map training targets (B, N) to the model's target space.
+
+    Used by the model and by the pretraining job's bucket borders, so both agree. Without
+    ``standardize`` the model sees raw targets: (0, 1).
+    """
+    if not standardize:
+        return torch.zeros_like(y_train[:, :1]), torch.ones_like(y_train[:, :1])
+    y_mean = y_train.mean(1, keepdim=True)
+    y_std = y_train.std(1, keepdim=True).nan_to_num(0.0).clamp_min(1e-8) \
+        if y_train.shape[1] > 1 else torch.ones_like(y_mean)
+    return y_mean, y_std
+
+
 class Block(nn.Module):
     """Pre-norm transformer layer whose keys and values come from training rows only."""
 
@@ -167,7 +182,7 @@ class PFN(nn.Module):
             mean, std = _nan_stats(x, n_train)
         else:  # raw values (NaN handling and squashing still apply)
             mean = torch.zeros_like(x[:, :1])
-            std = torch.ones_like(mean) - 1e-6
+            std = torch.ones_like(mean)
         h = self.encoder(encode_features(x, mean, std, self.cfg.max_features, num_features))
         if task == "classification":
             lab = self.class_embedding(y_train.long().clamp(0, self.cfg.max_classes - 1))
@@ -212,12 +227,7 @@ class PFN(nn.Module):
 
     def target_scale(self, y_train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, std) of the training targets, each (B, 1), as used inside the model."""
-        if not self.cfg.standardize:
-            return torch.zeros_like(y_train[:, :1]), torch.ones_like(y_train[:, :1])
-        y_mean = y_train.mean(1, keepdim=True)
-        y_std = y_train.std(1, keepdim=True).nan_to_num(0.0).clamp_min(1e-8) \
-            if y_train.shape[1] > 1 else torch.ones_like(y_mean)
-        return y_mean, y_std
+        return target_scale(y_train, self.cfg.standardize)
 
     def scaled_borders(self, y_train: torch.Tensor) -> torch.Tensor:
         """Bucket borders in the units of ``y_train``: (B, n_buckets + 1)."""

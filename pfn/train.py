@@ -37,7 +37,7 @@ from pfn.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from pfn.model import PFN, ModelConfig
+from pfn.model import PFN, ModelConfig, target_scale
 from priors import Batch, build_prior
 
 
@@ -171,20 +171,16 @@ def make_borders_from_prior(prior, cfg: TrainConfig) -> torch.Tensor:
     """Bucket borders at quantiles of the standardised targets the model learns to predict.
 
     Regression batches are drawn with the training run's row counts and splits, and only
-    test rows are kept, standardised with their training rows' statistics (as in
-    ``PFN.target_scale``). Small training parts give heavy-tailed standardised targets; with
-    a fixed half split those tails would land in the outer buckets, whose density has a
-    fixed shape, and cost the model dearly.
+    test rows are kept, mapped by :func:`pfn.model.target_scale` as the model maps them.
+    Small training parts give heavy-tailed standardised targets; with a fixed half split
+    those tails would land in the outer buckets, whose density has a fixed shape, and cost
+    the model dearly.
     """
     data = replace(cfg.data, p_regression=1.0)
     samples = []
     for i in range(cfg.run.n_borders_batches):
         b = draw_batch(prior, data, step_generator(cfg.run.seed + 17, 0, i))
-        yt = b.y[:, : b.n_train]
-        if cfg.model.standardize:
-            mean, std = yt.mean(1, keepdim=True), yt.std(1, keepdim=True).clamp_min(1e-8)
-        else:  # the model sees raw targets (ModelConfig.standardize)
-            mean, std = torch.zeros_like(yt[:, :1]), torch.ones_like(yt[:, :1])
+        mean, std = target_scale(b.y[:, : b.n_train], cfg.model.standardize)
         samples.append(((b.y[:, b.n_train:] - mean) / std).flatten())
     return bar.make_borders(torch.cat(samples), cfg.model.n_buckets)
 

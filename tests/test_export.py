@@ -19,6 +19,7 @@ import onnx
 import pandas as pd
 import pytest
 import torch
+from shared_data import DATASETS
 
 from export.cli import main as export_main
 from export.runtime import OnnxEngine
@@ -27,9 +28,6 @@ from pfn.model import PFN, ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "pfn" / "weights"
-# The shared datasets sit beside the checkout (../shared); /work/shared on this machine.
-DATASETS = next((p for p in (ROOT.parent / "shared" / "datasets", Path("/work/shared/datasets"))
-                 if p.is_dir()), ROOT.parent / "shared" / "datasets")
 ATOL = 1e-4
 
 

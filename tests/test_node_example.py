@@ -16,15 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from shared_data import DATASETS
 
 from export.runtime import OnnxEngine
 from pfn.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "node"
-SHARED = next((p for p in (ROOT.parent / "shared", Path("/work/shared")) if p.is_dir()),
-              ROOT.parent / "shared")  # beside the checkout; /work/shared on this machine
-DATASET = SHARED / "datasets" / "classification" / "MASS_fgl.csv.gz"
+DATASET = DATASETS / "classification" / "MASS_fgl.csv.gz"
 ATOL = 1e-4
 
 
