@@ -1,9 +1,13 @@
-"""``pfn export``: a model file -> ``<prefix>.classification.onnx`` + ``<prefix>.regression.onnx``.
+"""``pfn export``: a model file -> ONNX graphs, per task a full graph and a fit/predict pair.
+
+Writes ``PREFIX.TASK.onnx`` (x_train, y_train, x_test -> predictions, one call),
+``PREFIX.TASK.fit.onnx`` and ``PREFIX.TASK.predict.onnx`` (training rows -> cache; cache +
+test rows -> predictions), for TASK = classification and regression (see export/FORMAT.md).
 
     pfn export                                   # shipped weights -> pfn/weights/default.*.onnx
     pfn export --checkpoint run/model.safetensors --out-prefix out/model
     pfn export --checkpoint m.safetensors --out out/model.onnx   # same as --out-prefix out/model
-    pfn export --int8        # also PREFIX.int8.classification.onnx / PREFIX.int8.regression.onnx
+    pfn export --int8        # also PREFIX.int8.TASK[.fit|.predict].onnx
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default=str(WEIGHTS / "default.safetensors"),
                     help="model file (safetensors with the config in its metadata)")
     out = ap.add_mutually_exclusive_group()
-    out.add_argument("--out-prefix", help="write PREFIX.classification.onnx and "
-                     "PREFIX.regression.onnx (default: the checkpoint path without .safetensors)")
+    out.add_argument("--out-prefix", help="write PREFIX.TASK.onnx, PREFIX.TASK.fit.onnx "
+                     "and PREFIX.TASK.predict.onnx (default: the checkpoint path without "
+                     ".safetensors)")
     out.add_argument("--out", help="alternative spelling: model.onnx -> prefix 'model'")
     ap.add_argument("--task", choices=["classification", "regression", "both"], default="both")
     ap.add_argument("--int8", action="store_true", help="also write a dynamically "

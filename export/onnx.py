@@ -1,8 +1,9 @@
-"""Checkpoint -> ONNX: one graph per task, taking raw float features and training labels.
+"""Checkpoint -> ONNX: per task a full graph and a fit/predict pair (see export.graphs).
 
-The graphs contain everything that depends on the training rows (standardisation, NaN
-handling, outlier squashing, feature-count scaling, target scaling), because all of it lives
-inside :meth:`pfn.model.PFN.forward`. What stays outside is listed in ``export/FORMAT.md``.
+The graphs take raw float features and training labels and contain everything that depends
+on the training rows (standardisation, NaN handling, outlier squashing, feature-count
+scaling, target scaling), because all of it lives inside :class:`pfn.model.PFN`. What stays
+outside is listed in ``export/FORMAT.md``.
 
 Shapes: B datasets, N training rows, T test rows, F used features (1 <= F <= max_features),
 K regression buckets, C = max_classes.
@@ -15,54 +16,18 @@ import logging
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
-from torch import nn
+from onnx import numpy_helper
 
+from export.graphs import KINDS, dynamic_shapes, graph_spec
 from pfn.checkpoint import load_model
 from pfn.model import PFN
 
-EXPORT_VERSION = "1"
+EXPORT_VERSION = "2"  # 2: fit/predict graphs, float16-stored exact weights
 OPSET = 18
 TASKS = ("classification", "regression")
-
-
-def _num_features(x: torch.Tensor) -> torch.Tensor:
-    """(B, R, F) -> (B,) float tensor filled with F.
-
-    Passed to the model as ``num_features`` so that the sqrt(max_features / F) scaling is
-    computed from tensors; the default path computes it with Python's ``math.sqrt`` on the
-    symbolic F, which the exporter cannot translate. Same value (float32 rounding aside).
-    """
-    return torch.ones_like(x[:, 0, :]).sum(-1)
-
-
-class ClassificationGraph(nn.Module):
-    """(x_train (B,N,F), y_train (B,N), x_test (B,T,F)) -> probs (B,T,C)."""
-
-    def __init__(self, model: PFN) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor
-                ) -> torch.Tensor:
-        x = torch.cat([x_train, x_test], dim=1)  # (B, N+T, F)
-        return self.model(x, y_train, "classification",
-                          num_features=_num_features(x)).softmax(-1)
-
-
-class RegressionGraph(nn.Module):
-    """(x_train, y_train, x_test) -> logits (B,T,K) over borders (B,K+1) in y's units."""
-
-    def __init__(self, model: PFN) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.cat([x_train, x_test], dim=1)
-        logits = self.model(x, y_train, "regression", num_features=_num_features(x))
-        return logits, self.model.scaled_borders(y_train)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -73,48 +38,90 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _example_inputs(model: PFN) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    # Sizes distinct from each other (and from 1) so the exporter cannot confuse the axes.
-    g = torch.Generator().manual_seed(0)
-    f = min(7, model.cfg.max_features)
-    x_train = torch.randn(2, 11, f, generator=g)
-    x_test = torch.randn(2, 5, f, generator=g)
-    y_train = torch.randint(0, 2, (2, 11), generator=g).float()
-    return x_train, y_train, x_test
+def _store_exact_fp16(proto: onnx.ModelProto, min_size: int = 1024) -> int:
+    """Store float32 weights that are exactly float16 values as float16 + a Cast node.
+
+    Weights shipped in float16 (``pfn ship``) are such values, so this halves the file at
+    no cost in exactness: the Cast restores the very same float32 numbers, and ONNX Runtime
+    folds it into a constant when the session is created (no run-time cost). Weights that
+    are not exactly representable (a float32 checkpoint) stay float32. Returns the count.
+    """
+    graph = proto.graph
+    casts, count = [], 0
+    for init in graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT or init.data_location != 0:
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.size < min_size or not np.array_equal(arr.astype(np.float16).astype(np.float32),
+                                                     arr):
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(arr.astype(np.float16), name + "__fp16"))
+        casts.append(onnx.helper.make_node("Cast", [name + "__fp16"], [name],
+                                           to=onnx.TensorProto.FLOAT, name=name + "__cast"))
+        count += 1
+    for node in reversed(casts):
+        graph.node.insert(0, node)
+    return count
 
 
-def export_task(model: PFN, task: str, path: str | Path, metadata: dict[str, str]) -> Path:
-    """Write the ``task`` graph of ``model`` to ``path`` and return it."""
+def _expand_fp16(proto: onnx.ModelProto) -> None:
+    """Undo :func:`_store_exact_fp16` in place (float32 initializers, no Cast nodes).
+
+    The int8 quantiser only quantises MatMul weights that are initializers.
+    """
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    keep = []
+    for node in graph.node:
+        src = node.input[0] if node.op_type == "Cast" and node.input else ""
+        if src.endswith("__fp16") and src in inits and node.output[0] + "__fp16" == src:
+            arr = numpy_helper.to_array(inits[src]).astype(np.float32)
+            inits[src].CopyFrom(numpy_helper.from_array(arr, node.output[0]))
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+
+
+def graph_path(prefix: str | Path, task: str, kind: str = "full") -> Path:
+    """``PREFIX.TASK.onnx`` (full), ``PREFIX.TASK.fit.onnx`` or ``PREFIX.TASK.predict.onnx``."""
+    prefix = Path(prefix)
+    suffix = f".{task}.onnx" if kind == "full" else f".{task}.{kind}.onnx"
+    return prefix.with_name(prefix.name + suffix)
+
+
+def export_graph(model: PFN, task: str, kind: str, path: str | Path,
+                 metadata: dict[str, str]) -> Path:
+    """Write one graph (``kind`` "full", "fit" or "predict") of ``model`` to ``path``."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
-    wrapper = ClassificationGraph(model) if task == "classification" else RegressionGraph(model)
-    outputs = ["probs"] if task == "classification" else ["logits", "borders"]
-    b = torch.export.Dim("batch")
-    n = torch.export.Dim("n_train", min=2)
-    t = torch.export.Dim("n_test")
-    f = torch.export.Dim("n_features", min=1, max=model.cfg.max_features)
-    shapes = {"x_train": {0: b, 1: n, 2: f}, "y_train": {0: b, 1: n},
-              "x_test": {0: b, 1: t, 2: f}}
+    spec = graph_spec(model.eval(), task, kind)
+    shapes = dynamic_shapes(spec, model.cfg.max_features)
     # The exporter logs a warning per optional torchvision op it cannot register; not ours.
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prog = torch.onnx.export(wrapper, _example_inputs(model), dynamo=True,
-                                 input_names=["x_train", "y_train", "x_test"],
-                                 output_names=outputs, dynamic_shapes=shapes,
-                                 opset_version=OPSET, optimize=True, verbose=False)
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prog = torch.onnx.export(spec.module, spec.inputs, dynamo=True,
+                                     input_names=spec.input_names,
+                                     output_names=spec.output_names,
+                                     dynamic_shapes=shapes,
+                                     opset_version=OPSET, optimize=True, verbose=False)
+    finally:
+        onnx_logger.setLevel(level)
     proto = prog.model_proto
     # Readable symbolic dimension names for tools that show them.
-    names = {"x_train": ["B", "N", "F"], "y_train": ["B", "N"], "x_test": ["B", "T", "F"],
-             "probs": ["B", "T", "C"], "logits": ["B", "T", "K"], "borders": ["B", "K1"]}
     for v in list(proto.graph.input) + list(proto.graph.output):
-        for dim, name in zip(v.type.tensor_type.shape.dim, names[v.name], strict=True):
+        for dim, name in zip(v.type.tensor_type.shape.dim, spec.axes[v.name], strict=True):
             if not dim.HasField("dim_value"):
                 dim.dim_param = name
-    meta = {**metadata, "task": task}
+    _store_exact_fp16(proto)
+    meta = {**metadata, "task": task, "graph": kind}
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
@@ -126,10 +133,12 @@ def export_task(model: PFN, task: str, path: str | Path, metadata: dict[str, str
 
 
 def export_onnx(checkpoint: str | Path, out_prefix: str | Path,
-                tasks: tuple[str, ...] = TASKS) -> dict[str, Path]:
-    """Export a model file to ``<out_prefix>.<task>.onnx`` for each task; return the paths.
+                tasks: tuple[str, ...] = TASKS, kinds: tuple[str, ...] = KINDS
+                ) -> dict[str, Path]:
+    """Export a model file to ``<out_prefix>.<task>[.<kind>].onnx``; return the paths.
 
-    checkpoint: a model file written by :func:`pfn.checkpoint.save_model`.
+    checkpoint: a model file written by :func:`pfn.checkpoint.save_model`. Keys of the
+    result: ``"classification"`` (full graph), ``"classification.fit"``, and so on.
     """
     checkpoint = Path(checkpoint)
     model = load_model(checkpoint)
@@ -138,9 +147,9 @@ def export_onnx(checkpoint: str | Path, out_prefix: str | Path,
                 "max_features": str(cfg.max_features), "n_buckets": str(cfg.n_buckets),
                 "export_version": EXPORT_VERSION, "source_sha256": file_sha256(checkpoint),
                 "source_file": checkpoint.name, "torch_version": torch.__version__}
-    out_prefix = str(out_prefix)
-    return {task: export_task(model, task, f"{out_prefix}.{task}.onnx", metadata)
-            for task in tasks}
+    return {task if kind == "full" else f"{task}.{kind}":
+            export_graph(model, task, kind, graph_path(out_prefix, task, kind), metadata)
+            for task in tasks for kind in kinds}
 
 
 def quantize_int8(src: str | Path, dst: str | Path) -> Path:
@@ -159,14 +168,19 @@ def quantize_int8(src: str | Path, dst: str | Path) -> Path:
         raise FileNotFoundError(f"ONNX model not found: {src}")
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
+    expanded = dst.with_name(dst.name + ".fp32.tmp")
+    proto = onnx.load(str(src))
+    _expand_fp16(proto)
+    onnx.save_model(proto, str(expanded))
     root = logging.getLogger()  # quantize_dynamic warns about pre-processing on the root
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8,
+        quantize_dynamic(str(expanded), str(tmp), weight_type=QuantType.QInt8,
                          op_types_to_quantize=["MatMul", "Gemm"])
     finally:
         root.setLevel(level)
+        expanded.unlink(missing_ok=True)
     proto = onnx.load(str(tmp))
     meta = {**read_metadata(src), "quantization": "int8-dynamic"}
     del proto.metadata_props[:]
@@ -184,5 +198,5 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in proto.metadata_props}
 
 
-__all__ = ["export_onnx", "export_task", "quantize_int8", "read_metadata", "file_sha256",
-           "EXPORT_VERSION"]
+__all__ = ["export_onnx", "export_graph", "graph_path", "quantize_int8", "read_metadata",
+           "file_sha256", "EXPORT_VERSION"]

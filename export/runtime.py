@@ -1,8 +1,11 @@
 """ONNX Runtime engine for the exported graphs: numpy + onnxruntime only, never torch.
 
-The engine is the ONNX twin of the torch engine the estimators use: ``fit`` validates and
-stores the training rows (the graph is one pass over training and test rows together, so
-there is nothing to precompute), ``predict`` runs the task's graph. Everything else
+The engine is the ONNX twin of the torch engine the estimators use. Where the fit/predict
+graph pair exists (``pfn export`` writes it), ``fit`` runs the fit graph once and keeps its
+outputs (the training rows' per-layer keys and values, as the torch engine's cache does),
+and every ``predict`` runs only the test rows through the predict graph: fit once, predict
+many. For a prefix with only the full graphs (an older or hand-made export), ``fit``
+validates and stores the training rows and ``predict`` runs the full graph. Everything else
 (label encoding, categorical coding, ensemble transforms) happens before, in
 ``pfn.preprocessing``, identically for both engines; see ``export/FORMAT.md``.
 
@@ -20,7 +23,8 @@ import numpy as np
 import onnxruntime as ort
 
 TASKS = ("classification", "regression")
-SCORES_BUDGET = 1 << 23  # attention-score floats per ONNX Runtime call (32 MB)
+KINDS = ("full", "fit", "predict")  # as export.graphs.KINDS (which imports torch)
+SCORES_BUDGET = 1 << 22  # attention-score floats per ONNX Runtime call (16 MB)
 
 
 def default_prefix() -> Path:
@@ -39,11 +43,18 @@ def default_prefix() -> Path:
 
 @dataclass(frozen=True)
 class OnnxContext:
-    """Validated training rows: x_train (B, N, F) float32, y_train (B, N) float32."""
+    """What ``fit`` computed for a batch of B datasets with N training rows and F features.
 
-    x_train: np.ndarray
-    y_train: np.ndarray
+    ``cache``: the fit graph's outputs by name (keys/values, feature statistics, class
+    counts or bucket borders), when the engine has the fit/predict pair; otherwise
+    ``x_train`` (B, N, F) and ``y_train`` (B, N), float32, for the full graph.
+    """
+
     task: str
+    shape: tuple[int, int, int]
+    cache: dict[str, np.ndarray] | None = None
+    x_train: np.ndarray | None = None
+    y_train: np.ndarray | None = None
 
 
 def _as_float32(name: str, value, ndim: int) -> np.ndarray:
@@ -81,18 +92,26 @@ class OnnxEngine:
             else os.cpu_count()
         self.intra_op_threads = intra_op_threads or cores or 1
         self.memory_arena = memory_arena
-        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._sessions: dict[tuple[str, str], ort.InferenceSession] = {}
         self._metadata: dict[str, str] | None = None
 
-    def path(self, task: str) -> Path:
+    def path(self, task: str, kind: str = "full") -> Path:
+        """``PREFIX.TASK.onnx`` for the full graph, ``PREFIX.TASK.KIND.onnx`` otherwise."""
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-        return self.prefix.with_name(f"{self.prefix.name}.{task}.onnx")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        suffix = f".{task}.onnx" if kind == "full" else f".{task}.{kind}.onnx"
+        return self.prefix.with_name(self.prefix.name + suffix)
 
-    def session(self, task: str) -> ort.InferenceSession:
-        """The task's session, created on first use."""
-        if task not in self._sessions:
-            path = self.path(task)
+    def has_split(self, task: str) -> bool:
+        """Whether the fit/predict pair of ``task`` exists (then fit and predict use it)."""
+        return self.path(task, "fit").is_file() and self.path(task, "predict").is_file()
+
+    def session(self, task: str, kind: str = "full") -> ort.InferenceSession:
+        """The session of one graph, created on first use."""
+        if (task, kind) not in self._sessions:
+            path = self.path(task, kind)
             if not path.is_file():
                 raise FileNotFoundError(f"ONNX model not found: {path}")
             opts = ort.SessionOptions()
@@ -107,20 +126,21 @@ class OnnxEngine:
             except Exception as err:  # ORT raises its own exception types
                 raise ValueError(f"cannot load ONNX model {path}: {err}") from err
             meta = sess.get_modelmeta().custom_metadata_map
-            if meta.get("task") != task:
-                raise ValueError(f"{path} is not a {task} graph (metadata task="
-                                 f"{meta.get('task')!r})")
-            self._sessions[task] = sess
+            found = (meta.get("task"), meta.get("graph", "full"))  # export v1: full only
+            if found != (task, kind):
+                raise ValueError(f"{path} is not the {task} {kind} graph (metadata task="
+                                 f"{found[0]!r}, graph={found[1]!r})")
+            self._sessions[(task, kind)] = sess
             if self._metadata is None:
                 self._metadata = dict(meta)
-        return self._sessions[task]
+        return self._sessions[(task, kind)]
 
     @property
     def metadata(self) -> dict[str, str]:
         """metadata_props of the graphs (both carry the same, apart from ``task``)."""
         if self._metadata is None:  # from the first graph that exists, else name the first
-            task = next((t for t in TASKS if self.path(t).is_file()), TASKS[0])
-            self.session(task)
+            found = [(t, k) for t in TASKS for k in KINDS if self.path(t, k).is_file()]
+            self.session(*(found[0] if found else (TASKS[0], "full")))
         return self._metadata
 
     @property
@@ -140,7 +160,7 @@ class OnnxEngine:
         return int(self.metadata["n_buckets"])
 
     def fit(self, x_train, y_train, task: str = "classification") -> OnnxContext:
-        """Validate and keep the training rows: x_train (B, N, F), y_train (B, N)."""
+        """Encode the training rows x_train (B, N, F), y_train (B, N) (see the class doc)."""
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         x = _as_float32("x_train", x_train, 3)
@@ -160,7 +180,12 @@ class OnnxEngine:
                 raise ValueError(f"classification y_train must hold class indices 0.."
                                  f"{self.max_classes - 1}, got values in "
                                  f"[{y.min()}, {y.max()}]")
-        return OnnxContext(x, y, task)
+        if not self.has_split(task):
+            return OnnxContext(task, x.shape, x_train=x, y_train=y)
+        n = x.shape[1]
+        cache = self._run_grouped(self.session(task, "fit"), {"x_train": x, "y_train": y},
+                                  scores_per_dataset=n * n)
+        return OnnxContext(task, x.shape, cache=cache)
 
     def predict(self, context: OnnxContext, x_test) -> dict[str, np.ndarray]:
         """Predict x_test (B, T, F): {"probs": (B, T, C)} or {"logits": (B, T, K),
@@ -168,21 +193,34 @@ class OnnxEngine:
         if not isinstance(context, OnnxContext):
             raise TypeError(f"context must come from OnnxEngine.fit, got {type(context)}")
         x = _as_float32("x_test", x_test, 3)
-        b, _, f = context.x_train.shape
+        b, n, f = context.shape
         if x.shape[0] != b or x.shape[2] != f:
             raise ValueError(f"x_test shape {x.shape} does not match the context's "
                              f"(B, *, F) = ({b}, *, {f})")
-        sess = self.session(context.task)
+        t = x.shape[1]
+        if context.cache is None:
+            feeds = {"x_train": context.x_train, "y_train": context.y_train, "x_test": x}
+            return self._run_grouped(self.session(context.task), feeds, (n + t) * n)
+        sess = self.session(context.task, "predict")
+        feeds = {i.name: context.cache[i.name] for i in sess.get_inputs() if i.name != "x_test"}
+        out = self._run_grouped(sess, {**feeds, "x_test": x}, scores_per_dataset=t * n)
+        if context.task == "regression":
+            out["borders"] = context.cache["borders"]
+        return out
+
+    def _run_grouped(self, sess: ort.InferenceSession, feeds: dict[str, np.ndarray],
+                     scores_per_dataset: int) -> dict[str, np.ndarray]:
+        """Run ``sess`` on the datasets (axis 0 of every input) in groups, outputs by name.
+
+        Datasets are independent, so they run in groups whose attention scores stay under
+        SCORES_BUDGET floats: peak memory falls ~2.5x for 4 x (1000 + 1000) rows, at no
+        cost in speed (the matrix products stay large).
+        """
+        b = next(iter(feeds.values())).shape[0]
+        per_dataset = int(self.config.get("n_heads", 1)) * scores_per_dataset
+        group = max(1, SCORES_BUDGET // max(per_dataset, 1))
         names = [o.name for o in sess.get_outputs()]
-        # Datasets are independent, so run them in groups whose attention scores stay under
-        # SCORES_BUDGET floats: peak memory falls ~2.5x for 4 x (1000 + 1000) rows, at no
-        # cost in speed (the matrix products stay large).
-        n, t = context.x_train.shape[1], x.shape[1]
-        per_dataset = int(self.config.get("n_heads", 1)) * (n + t) * n
-        group = max(1, SCORES_BUDGET // per_dataset)
-        parts = [sess.run(None, {"x_train": context.x_train[i:i + group],
-                                 "y_train": context.y_train[i:i + group],
-                                 "x_test": x[i:i + group]})
+        parts = [sess.run(None, {k: v[i:i + group] for k, v in feeds.items()})
                  for i in range(0, b, group)]
         outs = parts[0] if len(parts) == 1 else \
             [np.concatenate(arrays) for arrays in zip(*parts, strict=True)]

@@ -104,9 +104,10 @@ def resolve_engine_name(name: str, model_path: str | Path | None = None,
 
     ONNX Runtime is the default because the shipped graphs are the artifact a deployment
     runs, so notebooks and deployments compute the same numbers, and prediction then needs
-    no torch at all. Its single graph re-encodes the training rows on every ``predict``
-    call; ``engine="torch"`` keeps the model's key/value cache instead and is the faster
-    choice when one fitted estimator predicts many small batches. With a ``model_path``:
+    no torch at all. Both engines encode the training rows once in ``fit`` (ONNX Runtime
+    through the fit/predict graph pair, torch through the model's key/value cache), and
+    measured on 2 cores ONNX Runtime is as fast as torch or faster
+    (``benchmarks/engine_latency.py``). With a ``model_path``:
     "onnx" for a ``.onnx`` graph (or an ONNX prefix), "torch" for ``.safetensors``. A
     device other than "cpu" (e.g. "cuda") asks for torch.
     """

@@ -179,8 +179,8 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     n_estimators : members whose probabilities are averaged (feature order, label
         permutation and numeric transform differ between them).
     engine : "auto" (ONNX Runtime with the shipped graphs; torch if onnxruntime or the
-        graphs are missing), "onnx" or "torch" (keeps a key/value cache of the training
-        rows, faster for many small predict calls on one fit).
+        graphs are missing, or for a device other than "cpu"), "onnx" or "torch". Both
+        encode the training rows once in ``fit``; ``predict`` runs only the test rows.
     model_path : None = the shipped model; a ``.safetensors`` file (torch) or an ONNX
         prefix / graph path such as ``out/model`` or ``out/model.classification.onnx``.
     max_train_rows : training rows a member sees; larger training sets are subsampled per

@@ -237,14 +237,16 @@ class PFN(nn.Module):
     # ----- fit once, predict many ------------------------------------------------------
     @torch.no_grad()
     def fit_context(self, x_train: torch.Tensor, y_train: torch.Tensor,
-                    task: str = "classification") -> dict:
+                    task: str = "classification",
+                    num_features: torch.Tensor | None = None) -> dict:
         """Encode training rows once: per-layer keys/values plus the statistics they used.
 
-        The cache holds the raw training features too, because test rows are standardised
-        with the training statistics; results equal :meth:`forward` (tested).
+        The cache holds the training features' mean and std, because test rows are
+        standardised with them; results equal :meth:`forward` (tested). ``num_features`` as
+        in :meth:`forward` (the ONNX export passes it as a tensor).
         """
         n = x_train.shape[1]
-        h, mean, std = self._embed(x_train, y_train, task, n)
+        h, mean, std = self._embed(x_train, y_train, task, n, num_features)
         kvs = []
         for block in self.blocks:
             k, v = block.keys_values(h)
@@ -255,13 +257,14 @@ class PFN(nn.Module):
                 "n_features": x_train.shape[-1]}
 
     @torch.no_grad()
-    def predict_context(self, ctx: dict, x_test: torch.Tensor) -> torch.Tensor:
+    def predict_context(self, ctx: dict, x_test: torch.Tensor,
+                        num_features: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for test rows (B, T, F) given a cache from :meth:`fit_context`."""
         if x_test.shape[-1] != ctx["n_features"]:
             raise ValueError(f"x_test has {x_test.shape[-1]} features, the context "
                              f"{ctx['n_features']}")
         h = self.encoder(encode_features(x_test, ctx["mean"], ctx["std"],
-                                         self.cfg.max_features))
+                                         self.cfg.max_features, num_features))
         for block, (k, v) in zip(self.blocks, ctx["kv"], strict=True):
             h = block.attend(h, k, v)
         return self._head(h, ctx["task"], ctx["num_classes"])

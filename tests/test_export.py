@@ -1,6 +1,6 @@
 """ONNX export and the torch-free ONNX Runtime engine: parity with torch, metadata, errors.
 
-A tiny random model is exported once per module (through the CLI); the shipped graphs are
+A tiny random model is exported once per session (``tests/onnx_cases.py``); the shipped graphs are
 checked against the shipped safetensors without re-exporting them.
 """
 
@@ -18,72 +18,16 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
-import torch
+from onnx_cases import assert_agree, random_problem
 from shared_data import DATASETS
 
 from export.cli import main as export_main
 from export.runtime import OnnxEngine
-from pfn.checkpoint import load_model, save_model
+from pfn.checkpoint import load_model
 from pfn.model import PFN, ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "pfn" / "weights"
-ATOL = 1e-4
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> tuple[PFN, Path, Path]:
-    """(torch model, safetensors path, ONNX prefix) of a small random model."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(max_features=12, max_classes=5, d_model=32, n_layers=2, n_heads=2,
-                      d_ff=48, n_buckets=30)
-    model = PFN(cfg, borders=torch.linspace(-4, 4, 31) ** 3).eval()
-    d = tmp_path_factory.mktemp("tiny")
-    ckpt = save_model(model, d / "tiny.safetensors")
-    assert export_main(["--checkpoint", str(ckpt), "--out-prefix", str(d / "tiny")]) == 0
-    return load_model(ckpt), ckpt, d / "tiny"
-
-
-def torch_outputs(model: PFN, x_train, y_train, x_test, task: str) -> dict[str, np.ndarray]:
-    x = torch.cat([torch.tensor(x_train), torch.tensor(x_test)], 1)
-    y = torch.tensor(y_train)
-    with torch.no_grad():
-        if task == "classification":
-            return {"probs": model(x, y).softmax(-1).numpy()}
-        return {"logits": model(x, y, "regression").numpy(),
-                "borders": model.scaled_borders(y).numpy()}
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def assert_agree(engine: OnnxEngine, model: PFN, x_train, y_train, x_test, task) -> float:
-    """Engine vs torch on one problem; returns the largest probability difference."""
-    got = engine.predict(engine.fit(x_train, y_train, task), x_test)
-    want = torch_outputs(model, x_train, y_train, x_test, task)
-    if task == "classification":
-        assert got["probs"].shape == want["probs"].shape
-        diff = np.abs(got["probs"] - want["probs"]).max()
-    else:
-        assert got["logits"].shape == want["logits"].shape
-        diff = np.abs(softmax(got["logits"]) - softmax(want["logits"])).max()
-        scale = np.abs(want["borders"]).max() + 1.0
-        np.testing.assert_allclose(got["borders"], want["borders"], rtol=1e-5,
-                                   atol=1e-5 * scale)
-    assert diff <= ATOL, f"{task}: max |onnx - torch| = {diff:.2e}"
-    return float(diff)
-
-
-def random_problem(rng, b, n, t, f, n_classes=3, nan_frac=0.1):
-    x_train = rng.normal(size=(b, n, f)).astype(np.float32) * 3 + 1
-    x_test = rng.normal(size=(b, t, f)).astype(np.float32) * 3 + 1
-    x_train[rng.random(x_train.shape) < nan_frac] = np.nan
-    x_test[rng.random(x_test.shape) < nan_frac] = np.nan
-    y_cls = rng.integers(0, n_classes, (b, n)).astype(np.float32)
-    y_reg = (rng.normal(size=(b, n)) * 50 + 10).astype(np.float32)
-    return x_train, x_test, y_cls, y_reg
 
 
 # ----- the exported graph --------------------------------------------------------------
@@ -152,15 +96,19 @@ def test_int8_variant_is_smaller_and_close(tiny, tmp_path):
     prefix = tmp_path / "m"
     assert export_main(["--checkpoint", str(ckpt), "--out-prefix", str(prefix), "--int8"]) == 0
     for task in ("classification", "regression"):
-        full, small = Path(f"{prefix}.{task}.onnx"), Path(f"{prefix}.int8.{task}.onnx")
-        assert small.stat().st_size < 0.9 * full.stat().st_size  # ~1/3 for the shipped size
-        meta = {p.key: p.value for p in onnx.load(str(small)).metadata_props}
-        assert meta["quantization"] == "int8-dynamic"
-        assert meta["task"] == task and meta["config"] == model.cfg.to_json()
+        for kind in ("", ".fit", ".predict"):
+            full = Path(f"{prefix}.{task}{kind}.onnx")
+            small = Path(f"{prefix}.int8.{task}{kind}.onnx")
+            assert small.stat().st_size < 0.9 * full.stat().st_size  # ~1/2 for the shipped
+            meta = {p.key: p.value for p in onnx.load(str(small)).metadata_props}
+            assert meta["quantization"] == "int8-dynamic"
+            assert meta["task"] == task and meta["config"] == model.cfg.to_json()
+            assert meta["graph"] == (kind[1:] or "full")
     rng = np.random.default_rng(5)
     x_train, x_test, y_cls, _ = random_problem(rng, 2, 40, 17, 12)
     exact = OnnxEngine(prefix)
     quant = OnnxEngine(f"{prefix}.int8")
+    assert quant.has_split("classification")
     p = exact.predict(exact.fit(x_train, y_cls, "classification"), x_test)["probs"]
     q = quant.predict(quant.fit(x_train, y_cls, "classification"), x_test)["probs"]
     np.testing.assert_allclose(q.sum(-1), 1.0, atol=1e-5)
@@ -178,10 +126,13 @@ def test_shipped_graphs_match_shipped_weights(shipped):
     model, engine = shipped
     sha = hashlib.sha256((WEIGHTS / "default.safetensors").read_bytes()).hexdigest()
     for task in ("classification", "regression"):
-        meta = {p.key: p.value for p in onnx.load(str(engine.path(task))).metadata_props}
-        assert meta["source_sha256"] == sha, (
-            f"{engine.path(task).name} was exported from other weights; rerun `pfn export`")
-        assert meta["config"] == model.cfg.to_json()
+        assert engine.has_split(task)
+        for kind in ("full", "fit", "predict"):
+            path = engine.path(task, kind)
+            meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+            assert meta["source_sha256"] == sha, (
+                f"{path.name} was exported from other weights; rerun `pfn export`")
+            assert meta["config"] == model.cfg.to_json()
     rng = np.random.default_rng(2)
     for b, n, t, f in [(1, 2, 1, 1), (2, 64, 10, 100), (1, 300, 20, 17)]:
         x_train, x_test, y_cls, y_reg = random_problem(rng, b, n, t, f, n_classes=min(n, 7))
@@ -237,7 +188,7 @@ def test_engine_rejects_bad_input(tiny):
     with pytest.raises(ValueError, match="finite"):
         engine.fit(x, np.full((1, 5), np.nan), "regression")
     ctx = engine.fit(x.astype(np.int64), y.astype(int))  # real numbers are cast
-    assert ctx.x_train.dtype == np.float32
+    assert ctx.shape == (1, 5, 3) and ctx.cache["x_mean"].dtype == np.float32
     with pytest.raises(ValueError, match="does not match"):
         engine.predict(ctx, np.zeros((1, 2, 4), np.float32))
     with pytest.raises(ValueError, match="does not match"):
@@ -321,3 +272,21 @@ def test_estimator_with_onnx_engine_works_without_torch(tmp_path):
     """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("ok")
+
+
+def test_onnx_engine_does_not_load_installed_torch():
+    """With torch installed, the ONNX path still never imports it (import time, memory)."""
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        from pfn.estimators import PFNClassifier, PFNRegressor
+        X = np.random.default_rng(0).normal(size=(40, 3))
+        PFNClassifier(engine="onnx").fit(X, X[:, 0] > 0).predict_proba(X)
+        PFNRegressor(engine="onnx").fit(X, X[:, 1]).predict(X)
+        print("torch" in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
