@@ -79,6 +79,13 @@ def test_predict_inputs_are_fit_outputs(tiny):
         onnx.checker.check_model(onnx.load(str(engine.path(task, "predict"))), full_check=True)
 
 
+def test_any_graph_path_names_the_prefix(tiny):
+    _, _, prefix = tiny
+    for suffix in (".classification.onnx", ".regression.fit.onnx",
+                   ".classification.predict.onnx"):
+        assert OnnxEngine(f"{prefix}{suffix}").prefix == prefix
+
+
 def test_wrong_graph_in_place_is_named(tiny, tmp_path):
     _, _, prefix = tiny
     for task in TASKS:
