@@ -65,7 +65,9 @@ ALL_MODELS = ["logreg", "rf", "hgb", "xgb", "lgbm", "ours"]
 VARIANTS = {"ours_torch": {"engine": "torch"},
             "ours_onnx": {"engine": "onnx"},
             "ours_int8": {"engine": "onnx",
-                          "model_path": str(ROOT / "pfn" / "weights" / "default.int8")}}
+                          "model_path": str(ROOT / "pfn" / "weights" / "default.int8")},
+            # a model being considered for shipping (--candidate RUN/model.safetensors)
+            "ours_candidate": {"engine": "torch", "model_path": None}}
 NUM = selector(dtype_include="number")
 CAT = selector(dtype_exclude="number")
 Result = dict[str, float]
@@ -322,8 +324,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--int8-prefix", default=VARIANTS["ours_int8"]["model_path"],
                     help="graphs for ours_int8 (pfn export --int8 --out-prefix P writes P.int8.*)")
+    ap.add_argument("--candidate", help="weights for ours_candidate (torch engine), to "
+                    "compare a new run with the shipped model on the same splits")
     args = ap.parse_args(argv)
     VARIANTS["ours_int8"]["model_path"] = args.int8_prefix
+    VARIANTS["ours_candidate"]["model_path"] = args.candidate
+    if "ours_candidate" in args.models and not args.candidate:
+        ap.error("ours_candidate needs --candidate PATH")
 
     import torch
 

@@ -3,10 +3,10 @@
     pfn ship ~/runs/default/model.safetensors
 
 writes ``pfn/weights/default.safetensors`` in float16 (half the size; the bar-distribution
-borders stay float32) and re-exports ``pfn/weights/default.{classification,regression}.onnx``
-from exactly that file, so the graphs' ``source_sha256`` matches the shipped weights (a test
-checks it). The ONNX graphs are exported from the float16 weights, so both engines compute
-with the same numbers.
+borders stay float32) and re-exports ``pfn/weights/default.TASK[.fit|.predict].onnx`` from
+exactly that file, so the graphs' ``source_sha256`` matches the shipped weights (a test
+checks it). The ONNX graphs are exported from the float16 weights (and store them as
+float16, losslessly), so both engines compute with the same numbers.
 """
 
 from __future__ import annotations
