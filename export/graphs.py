@@ -4,7 +4,7 @@ Three graphs per task (the trunk differs by the label embedding, the head by the
 
 - ``full``: (x_train, y_train, x_test) -> probs, or logits + borders. One call, one file:
   the portable artifact for a runtime that predicts once per training set.
-- ``fit``: (x_train, y_train) -> the training rows' feature ``mean``/``std``, each layer's
+- ``fit``: (x_train, y_train) -> the training rows' feature ``x_mean``/``x_std``, each layer's
   keys and values ``k0, v0, k1, v1, ...``, and ``num_classes`` (classification) or
   ``borders`` (regression). The same cache as :meth:`pfn.model.PFN.fit_context`.
 - ``predict``: (x_test, and the fit graph's outputs by name) -> probs or logits. Test rows
@@ -59,7 +59,7 @@ class FullGraph(nn.Module):
 
 
 class FitGraph(nn.Module):
-    """(x_train, y_train) -> (mean, std, k0, v0, ..., num_classes | borders)."""
+    """(x_train, y_train) -> (x_mean, x_std, k0, v0, ..., num_classes | borders)."""
 
     def __init__(self, model: PFN, task: str) -> None:
         super().__init__()
@@ -75,7 +75,10 @@ class FitGraph(nn.Module):
 
 
 class PredictGraph(nn.Module):
-    """(x_test, mean, std, k0, v0, ..., [num_classes]) -> probs (B,T,C) or logits (B,T,K)."""
+    """(x_test, x_mean, x_std, k0, v0, ..., [num_classes]) -> probs (B,T,C) or logits (B,T,K).
+
+    The cache arrives as ``*rest`` so one module serves any number of layers.
+    """
 
     def __init__(self, model: PFN, task: str) -> None:
         super().__init__()
