@@ -5,6 +5,8 @@
 1000 training rows x 100 features, 1000 test rows, 3 classes; ``PFNClassifier(engine=...)``
 with default settings when ``pfn.estimators`` exists, else the bare engines (one dataset).
 Both engines use their default threads (all cores). Each engine runs in its own subprocess,
+in ``--rounds`` alternating rounds (torch, onnx, torch, ...: the machine is shared, and a
+busy neighbour should slow both engines alike), each with
 one warm-up then ``--runs`` timed fit+predict calls, then ``--runs`` timed
 ``predict_proba`` calls on the last fitted estimator ("predict again": what a second call
 costs once the training rows are encoded); the table shows medians. Peak memory is the
@@ -85,6 +87,9 @@ def worker(engine_name: str, runs: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternate the engines' subprocesses this many times (torch, onnx, "
+                         "torch, ...): a noisy neighbour then hits both engines alike")
     ap.add_argument("--worker", choices=["torch", "onnx"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -93,22 +98,34 @@ def main(argv: list[str] | None = None) -> int:
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    rounds: dict[str, list[dict]] = {"torch": [], "onnx": []}
+    for _ in range(args.rounds):
+        for name in rounds:
+            cmd = [sys.executable, __file__, "--worker", name, "--runs", str(args.runs)]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(proc.stderr, file=sys.stderr)
+                return proc.returncode
+            rounds[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     results = {}
-    for name in ("torch", "onnx"):
-        cmd = [sys.executable, __file__, "--worker", name, "--runs", str(args.runs)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(proc.stderr, file=sys.stderr)
-            return proc.returncode
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, rs in rounds.items():
+        times = [t for r in rs for t in r["times"]]
+        results[name] = {"how": rs[0]["how"], "times": times,
+                         "median_s": statistics.median(times),
+                         "again_s": statistics.median(r["again_s"] for r in rs),
+                         "peak_rss_mb": max(r["peak_rss_mb"] for r in rs)}
+    per_round = [o["median_s"] / t["median_s"]
+                 for t, o in zip(rounds["torch"], rounds["onnx"], strict=True)]
 
     print(f"fit+predict, {N_TRAIN} train x {N_FEATURES} features, {N_TEST} test rows; "
-          f"{results['torch']['how']}; {os.cpu_count()} cores; median of {args.runs} runs")
+          f"{results['torch']['how']}; {os.cpu_count()} cores; median of "
+          f"{args.rounds} rounds x {args.runs} runs")
     print(f"{'engine':<8}{'median s':>10}{'min s':>9}{'max s':>9}{'predict again s':>17}"
           f"{'peak RSS MB':>13}")
     for name, r in results.items():
         print(f"{name:<8}{r['median_s']:>10.3f}{min(r['times']):>9.3f}{max(r['times']):>9.3f}"
               f"{r['again_s']:>17.3f}{r['peak_rss_mb']:>13.0f}")
+    print("ratio per round: " + ", ".join(f"{r:.2f}" for r in per_round))
     ratio = results["onnx"]["median_s"] / results["torch"]["median_s"]
     print(f"onnx/torch latency ratio: {ratio:.2f}")
     return 0

@@ -370,12 +370,17 @@ def _plot(history: list[dict], path: Path) -> None:
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
+    values = []
     for key in ("loss_classification", "loss_regression", "val_classification",
                 "val_regression"):
         pts = [(r["step"], r[key]) for r in history if isinstance(r.get(key), float)]
         if pts:
             ax.plot(*zip(*pts, strict=True), label=key, markersize=3,
                     marker="o" if key.startswith("val") else None)
+            values += [v for _, v in pts]
+    if values:  # a rare batch with an extreme regression target spikes the loss to ~100
+        values.sort()  # nats: cut the axis above the bulk so the curves stay readable
+        ax.set_ylim(min(0.0, values[0]), 1.5 * values[int(0.99 * (len(values) - 1))])
     ax.set_xlabel("step")
     ax.set_ylabel("NLL (nats per test row)")
     ax.legend()
