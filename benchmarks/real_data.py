@@ -329,8 +329,6 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     VARIANTS["ours_int8"]["model_path"] = args.int8_prefix
     VARIANTS["ours_candidate"]["model_path"] = args.candidate
-    if "ours_candidate" in args.models and not args.candidate:
-        ap.error("ours_candidate needs --candidate PATH")
 
     import torch
 
@@ -339,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(models) - set(ALL_MODELS) - set(VARIANTS))
     if unknown:
         ap.error(f"unknown models {unknown}; choose from {ALL_MODELS + list(VARIANTS)}")
+    if "ours_candidate" in models and not args.candidate:
+        ap.error("ours_candidate needs --candidate PATH")
     report: list[str] = []
 
     def emit(text: str) -> None:

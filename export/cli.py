@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     # imports torch: after --help
-    from export.onnx import TASKS, export_onnx, file_sha256, quantize_int8
+    from export.onnx import export_onnx, file_sha256, quantize_int8
+    from export.runtime import TASKS
 
     ckpt = Path(args.checkpoint)
     if args.out_prefix:

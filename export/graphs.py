@@ -22,9 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from export.runtime import KINDS
 from pfn.model import PFN
-
-KINDS = ("full", "fit", "predict")
 
 
 def _num_features(x: torch.Tensor) -> torch.Tensor:
@@ -118,7 +117,8 @@ def graph_spec(model: PFN, task: str, kind: str) -> GraphSpec:
     x_test = torch.randn(2, 5, f, generator=g)
     y_train = torch.randint(0, 2, (2, 11), generator=g).float()
     names = kv_names(cfg.n_layers)
-    last = "num_classes" if task == "classification" else "borders"
+    fit_outputs = ["x_mean", "x_std", *names,
+                   "num_classes" if task == "classification" else "borders"]
     head = ["probs"] if task == "classification" else ["logits"]
     axes = {"x_train": ["B", "N", "F"], "y_train": ["B", "N"], "x_test": ["B", "T", "F"],
             "x_mean": ["B", "1", "F"], "x_std": ["B", "1", "F"], "num_classes": ["B"],
@@ -130,17 +130,13 @@ def graph_spec(model: PFN, task: str, kind: str) -> GraphSpec:
                          head + ([] if task == "classification" else ["borders"]), axes)
     if kind == "fit":
         return GraphSpec(FitGraph(model, task), (x_train, y_train), ["x_train", "y_train"],
-                         ["x_mean", "x_std", *names, last], axes)
+                         fit_outputs, axes)
+    # The predict graph takes the fit graph's outputs by name, all but the borders.
     with torch.no_grad():
-        cache = FitGraph(model, task)(x_train, y_train)
-    extra = list(cache[-1:]) if task == "classification" else []
-    return GraphSpec(PredictGraph(model, task), (x_test, *cache[:-1], *extra),
-                     ["x_test", "x_mean", "x_std", *names] + extra_names(task), head, axes)
-
-
-def extra_names(task: str) -> list[str]:
-    """Inputs of the predict graph after the cache: the class count for classification."""
-    return ["num_classes"] if task == "classification" else []
+        cache = dict(zip(fit_outputs, FitGraph(model, task)(x_train, y_train), strict=True))
+    cache.pop("borders", None)
+    return GraphSpec(PredictGraph(model, task), (x_test, *cache.values()),
+                     ["x_test", *cache], head, axes)
 
 
 def dynamic_shapes(spec: GraphSpec, max_features: int) -> tuple:
@@ -156,5 +152,4 @@ def dynamic_shapes(spec: GraphSpec, max_features: int) -> tuple:
     return shapes
 
 
-__all__ = ["FullGraph", "FitGraph", "PredictGraph", "GraphSpec", "graph_spec", "kv_names",
-           "KINDS"]
+__all__ = ["FullGraph", "FitGraph", "PredictGraph", "GraphSpec", "graph_spec", "kv_names"]

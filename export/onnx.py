@@ -21,13 +21,13 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from export.graphs import KINDS, dynamic_shapes, graph_spec
+from export.graphs import dynamic_shapes, graph_spec
+from export.runtime import KINDS, TASKS, graph_path
 from pfn.checkpoint import load_model
 from pfn.model import PFN
 
 EXPORT_VERSION = "2"  # 2: fit/predict graphs, float16-stored exact weights
 OPSET = 18
-TASKS = ("classification", "regression")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -47,7 +47,7 @@ def _store_exact_fp16(proto: onnx.ModelProto, min_size: int = 1024) -> int:
     are not exactly representable (a float32 checkpoint) stay float32. Returns the count.
     """
     graph = proto.graph
-    casts, count = [], 0
+    casts = []
     for init in graph.initializer:
         if init.data_type != onnx.TensorProto.FLOAT or init.data_location != 0:
             continue
@@ -59,10 +59,9 @@ def _store_exact_fp16(proto: onnx.ModelProto, min_size: int = 1024) -> int:
         init.CopyFrom(numpy_helper.from_array(arr.astype(np.float16), name + "__fp16"))
         casts.append(onnx.helper.make_node("Cast", [name + "__fp16"], [name],
                                            to=onnx.TensorProto.FLOAT, name=name + "__cast"))
-        count += 1
     for node in reversed(casts):
         graph.node.insert(0, node)
-    return count
+    return len(casts)
 
 
 def _expand_fp16(proto: onnx.ModelProto) -> None:
@@ -82,13 +81,6 @@ def _expand_fp16(proto: onnx.ModelProto) -> None:
             keep.append(node)
     del graph.node[:]
     graph.node.extend(keep)
-
-
-def graph_path(prefix: str | Path, task: str, kind: str = "full") -> Path:
-    """``PREFIX.TASK.onnx`` (full), ``PREFIX.TASK.fit.onnx`` or ``PREFIX.TASK.predict.onnx``."""
-    prefix = Path(prefix)
-    suffix = f".{task}.onnx" if kind == "full" else f".{task}.{kind}.onnx"
-    return prefix.with_name(prefix.name + suffix)
 
 
 def export_graph(model: PFN, task: str, kind: str, path: str | Path,
@@ -198,5 +190,5 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in proto.metadata_props}
 
 
-__all__ = ["export_onnx", "export_graph", "graph_path", "quantize_int8", "read_metadata",
+__all__ = ["export_onnx", "export_graph", "quantize_int8", "read_metadata",
            "file_sha256", "EXPORT_VERSION"]

@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 
 TASKS = ("classification", "regression")
-KINDS = ("full", "fit", "predict")  # as export.graphs.KINDS (which imports torch)
+KINDS = ("full", "fit", "predict")  # graphs per task (export/graphs.py builds them)
 SCORES_BUDGET = 1 << 22  # attention-score floats per ONNX Runtime call (16 MB)
 
 
@@ -39,6 +39,20 @@ def default_prefix() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("package 'pfn' not found; pass model_path explicitly")
     return Path(list(spec.submodule_search_locations)[0]) / "weights" / "default"
+
+
+def _suffix(task: str, kind: str) -> str:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return f".{task}.onnx" if kind == "full" else f".{task}.{kind}.onnx"
+
+
+def graph_path(prefix: str | os.PathLike, task: str, kind: str = "full") -> Path:
+    """``PREFIX.TASK.onnx`` (the full graph) or ``PREFIX.TASK.KIND.onnx`` (fit, predict)."""
+    prefix = Path(prefix)
+    return prefix.with_name(prefix.name + _suffix(task, kind))
 
 
 @dataclass(frozen=True)
@@ -84,11 +98,11 @@ class OnnxEngine:
     def __init__(self, model_path: str | os.PathLike | None = None,
                  intra_op_threads: int | None = None, memory_arena: bool = True) -> None:
         prefix = default_prefix() if model_path is None else Path(model_path)
-        name = prefix.name
-        for suffix in (f".{task}{kind}.onnx" for task in TASKS for kind in ("", ".fit",
-                                                                            ".predict")):
-            if name.endswith(suffix):  # a graph's path: "x.classification.fit.onnx" -> "x"
-                prefix = prefix.with_name(name[: -len(suffix)])
+        for task in TASKS:  # a graph's path: "x.classification.fit.onnx" -> "x"
+            for kind in KINDS:
+                suffix = _suffix(task, kind)
+                if prefix.name.endswith(suffix):
+                    prefix = prefix.with_name(prefix.name[: -len(suffix)])
         self.prefix = prefix
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
             else os.cpu_count()
@@ -98,13 +112,8 @@ class OnnxEngine:
         self._metadata: dict[str, str] | None = None
 
     def path(self, task: str, kind: str = "full") -> Path:
-        """``PREFIX.TASK.onnx`` for the full graph, ``PREFIX.TASK.KIND.onnx`` otherwise."""
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        suffix = f".{task}.onnx" if kind == "full" else f".{task}.{kind}.onnx"
-        return self.prefix.with_name(self.prefix.name + suffix)
+        """This engine's graph of ``task`` and ``kind`` (see :func:`graph_path`)."""
+        return graph_path(self.prefix, task, kind)
 
     def has_split(self, task: str) -> bool:
         """Whether the fit/predict pair of ``task`` exists (then fit and predict use it)."""
@@ -139,7 +148,7 @@ class OnnxEngine:
 
     @property
     def metadata(self) -> dict[str, str]:
-        """metadata_props of the graphs (both carry the same, apart from ``task``)."""
+        """metadata_props of the graphs (all carry the same, apart from ``task``/``graph``)."""
         if self._metadata is None:  # from the first graph that exists, else name the first
             found = [(t, k) for t in TASKS for k in KINDS if self.path(t, k).is_file()]
             self.session(*(found[0] if found else (TASKS[0], "full")))
@@ -230,4 +239,4 @@ class OnnxEngine:
         return dict(zip(names, outs, strict=True))
 
 
-__all__ = ["OnnxEngine", "OnnxContext", "default_prefix"]
+__all__ = ["OnnxEngine", "OnnxContext", "default_prefix", "graph_path", "KINDS"]
