@@ -200,8 +200,12 @@ def pick_device(name: str) -> torch.device:
 
 def train(cfg: TrainConfig, resume: bool = False, init_from: str | None = None,
           stop_at: int | None = None, progress: bool = True,
-          dump_params: str | None = None) -> Path:
+          dump_params: str | None = None, cpu_minutes: float | None = None) -> Path:
     """Run (or continue) pretraining; returns the run directory.
+
+    ``cpu_minutes``: stop (with a checkpoint) once this process has used that much CPU
+    time, counted from this call; ablations compare designs at equal CPU cost this way,
+    which a shared, noisy machine does not distort the way wall time would.
 
     ``dump_params``: a directory where every rank writes its final weights as
     ``rank{r}.safetensors`` (to check that distributed ranks stay in sync).
@@ -281,8 +285,17 @@ def train(cfg: TrainConfig, resume: bool = False, init_from: str | None = None,
     writer = _tensorboard(run_dir) if master else None
     end = cfg.run.steps if stop_at is None else min(stop_at, cfg.run.steps)
     t0, seen, losses = time.time(), 0, []
+    cpu0 = time.process_time()
     model.train()
     for step in range(start, end):
+        if cpu_minutes is not None and time.process_time() - cpu0 >= 60 * cpu_minutes:
+            # Out of CPU budget: checkpoint this step unless the loop just did.
+            if master and step > start and step % cfg.run.checkpoint_every:
+                save_checkpoint(run_dir, step, core, optimizer, scheduler,
+                                {"history": history[-2000:], "config": config_dict(cfg)},
+                                keep=cfg.run.keep_checkpoints)
+                save_model(core, run_dir / "model.safetensors")
+            break
         batch = draw_batch(prior, cfg.data, step_generator(cfg.run.seed, rank, step))
         with autocast:
             loss = batch_loss(model, batch, device)
@@ -401,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="override run.steps")
     p.add_argument("--stop-at", type=int, help="stop after this step (schedule unchanged)")
     p.add_argument("--threads", type=int, help="override run.threads")
+    p.add_argument("--cpu-minutes", type=float,
+                   help="stop with a checkpoint after this much process CPU time")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dump-params", metavar="DIR",
                    help="each rank saves its final weights to DIR/rank{r}.safetensors")
@@ -413,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         cfg.run.threads = a.threads
     train(cfg, resume=a.resume, init_from=a.init_from, stop_at=a.stop_at,
-          progress=not a.no_progress, dump_params=a.dump_params)
+          progress=not a.no_progress, dump_params=a.dump_params, cpu_minutes=a.cpu_minutes)
     return 0
 
 
