@@ -1,6 +1,14 @@
 """The prior-fitted transformer: predicts test rows from labelled training rows in context.
 
-One token per row, as in TabPFN (Hollmann et al., 2022). Training rows attend to training
+One token per row enters the in-context transformer, as in TabPFN (Hollmann et al., 2022).
+How a row becomes that token is the architecture choice ``ModelConfig.arch``:
+
+- ``"row"``: one linear map of the row's (standardised) values and missing flags;
+- ``"cell"``: every cell is a token and a small transformer attends across the features of
+  each row before collapsing it to one vector (:class:`pfn.row_encoder.CellRowEncoder`), so
+  the capacity spent on a row grows with its number of features (TabICL, Qu et al., 2025).
+
+Training rows attend to training
 rows; test rows attend only to training rows, so a test row's prediction never depends on
 the other test rows, and the training rows' keys and values can be computed once and reused
 for any number of later test batches (:meth:`PFN.fit_context` / :meth:`PFN.predict_context`).
@@ -22,6 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pfn.layers import Block
+from pfn.row_encoder import CellRowEncoder, FeatureSumEncoder
+
 
 @dataclass
 class ModelConfig:
@@ -40,10 +51,26 @@ class ModelConfig:
     # the fixed-hyperparameter GP of the mimicry experiment, where standardising would throw
     # away what the exact posterior knows (the lengthscale and output scale in raw units).
     standardize: bool = True
+    # How a row becomes a token: "row" (one linear map), "feature" (a sum of per-feature
+    # non-linear embeddings) or "cell" (a transformer over the row's cells); see
+    # pfn.row_encoder. cell_dim is the identity width of both, cell_ff the basis width of
+    # "feature"; the other cell_* numbers only matter for "cell".
+    arch: str = "row"
+    cell_dim: int = 32
+    cell_layers: int = 2
+    cell_heads: int = 4
+    cell_ff: int = 64
+    cell_cls: int = 4  # [CLS] tokens per row; their outputs, concatenated, form the row
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.cell_dim % self.cell_heads:
+            raise ValueError(f"cell_dim ({self.cell_dim}) must be divisible by cell_heads "
+                             f"({self.cell_heads})")
         for name in ("max_features", "max_classes", "d_model", "n_layers", "n_heads", "d_ff",
-                     "n_buckets"):
+                     "n_buckets", "cell_dim", "cell_layers", "cell_heads", "cell_ff",
+                     "cell_cls"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.n_heads:
@@ -56,6 +83,7 @@ class ModelConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
 
+ARCHS = ("row", "feature", "cell")
 SQUASH_AT = 4.0  # standardised values beyond this are squashed logarithmically
 
 
@@ -81,21 +109,29 @@ def encode_features(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
     by default F. Returns (B, R, 2 * max_features). Values are scaled by
     sqrt(max_features / used features) so the
     encoder input has a similar norm whatever the number of used features (TabPFN 2022
-    scales by the same ratio). Beyond SQUASH_AT standard deviations values grow only
-    logarithmically, so one outlier cannot dominate a token.
+    scales by the same ratio).
     """
     f = x.shape[-1]
-    z = (x - mean) / (std + 1e-6)
-    missing = torch.isnan(z)
-    z = torch.where(missing, torch.zeros_like(z), z)
-    excess = torch.log1p((z.abs() - SQUASH_AT).clamp_min(0))
-    z = torch.where(z.abs() > SQUASH_AT, torch.sign(z) * (SQUASH_AT + excess), z)
+    z, missing = standardize_features(x, mean, std)
     if num_features is None:
         z = z * math.sqrt(max_features / f)
     else:
         z = z * torch.sqrt(max_features / num_features.clamp_min(1).to(z.dtype)).view(-1, 1, 1)
     pad = max_features - f
-    return torch.cat([F.pad(z, (0, pad)), F.pad(missing.to(z.dtype), (0, pad))], dim=-1)
+    return torch.cat([F.pad(z, (0, pad)), F.pad(missing, (0, pad))], dim=-1)
+
+
+def standardize_features(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw (B, R, F) -> standardised values with NaN as 0, and missing flags (0/1), both
+    (B, R, F). Beyond SQUASH_AT standard deviations values grow only logarithmically, so
+    one outlier cannot dominate a token."""
+    z = (x - mean) / (std + 1e-6)
+    missing = torch.isnan(z)
+    z = torch.where(missing, torch.zeros_like(z), z)
+    excess = torch.log1p((z.abs() - SQUASH_AT).clamp_min(0))
+    z = torch.where(z.abs() > SQUASH_AT, torch.sign(z) * (SQUASH_AT + excess), z)
+    return z, missing.to(z.dtype)
 
 
 def target_scale(y_train: torch.Tensor, standardize: bool = True
@@ -113,40 +149,6 @@ def target_scale(y_train: torch.Tensor, standardize: bool = True
     return y_mean, y_std
 
 
-class Block(nn.Module):
-    """Pre-norm transformer layer whose keys and values come from training rows only."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        e = cfg.d_model
-        self.n_heads = cfg.n_heads
-        self.ln1 = nn.LayerNorm(e)
-        self.q = nn.Linear(e, e)
-        self.kv = nn.Linear(e, 2 * e)
-        self.proj = nn.Linear(e, e)
-        self.ln2 = nn.LayerNorm(e)
-        self.ff = nn.Sequential(nn.Linear(e, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, e))
-        self.dropout = cfg.dropout
-
-    def _split(self, t: torch.Tensor) -> torch.Tensor:  # (B, L, E) -> (B, H, L, E/H)
-        b, n, e = t.shape
-        return t.view(b, n, self.n_heads, e // self.n_heads).transpose(1, 2)
-
-    def keys_values(self, h_train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, N, E) training states -> keys and values, each (B, H, N, E/H)."""
-        k, v = self.kv(self.ln1(h_train)).chunk(2, dim=-1)
-        return self._split(k), self._split(v)
-
-    def attend(self, h: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Update states h (B, L, E) by attending to the given training keys and values."""
-        b, n, e = h.shape
-        q = self._split(self.q(self.ln1(h)))
-        p = self.dropout if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, H, L, E/H)
-        h = h + self.proj(a.transpose(1, 2).reshape(b, n, e))
-        return h + self.ff(self.ln2(h))
-
-
 class PFN(nn.Module):
     """Tabular PFN with a classification head and a bar-distribution regression head."""
 
@@ -154,10 +156,13 @@ class PFN(nn.Module):
         super().__init__()
         self.cfg = cfg
         e = cfg.d_model
-        self.encoder = nn.Linear(2 * cfg.max_features, e)
+        self.encoder = {"row": lambda: nn.Linear(2 * cfg.max_features, e),
+                        "feature": lambda: FeatureSumEncoder(cfg),
+                        "cell": lambda: CellRowEncoder(cfg)}[cfg.arch]()
         self.class_embedding = nn.Embedding(cfg.max_classes, e)
         self.target_encoder = nn.Linear(1, e)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(e, cfg.n_heads, cfg.d_ff, cfg.dropout)
+                                    for _ in range(cfg.n_layers))
         self.ln_out = nn.LayerNorm(e)
         self.class_head = nn.Sequential(nn.Linear(e, cfg.d_ff), nn.GELU(),
                                         nn.Linear(cfg.d_ff, cfg.max_classes))
@@ -183,7 +188,7 @@ class PFN(nn.Module):
         else:  # raw values (NaN handling and squashing still apply)
             mean = torch.zeros_like(x[:, :1])
             std = torch.ones_like(mean)
-        h = self.encoder(encode_features(x, mean, std, self.cfg.max_features, num_features))
+        h = self._rows(x, mean, std, num_features)
         if task == "classification":
             lab = self.class_embedding(y_train.long().clamp(0, self.cfg.max_classes - 1))
         else:
@@ -192,6 +197,15 @@ class PFN(nn.Module):
             lab = self.target_encoder(yz.unsqueeze(-1))
         h = torch.cat([h[:, :n_train] + lab, h[:, n_train:]], dim=1)
         return h, mean, std
+
+    def _rows(self, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+              num_features: torch.Tensor | None) -> torch.Tensor:
+        """Raw rows (B, R, F) -> row tokens (B, R, E), by the configured architecture."""
+        if self.cfg.arch == "row":
+            return self.encoder(encode_features(x, mean, std, self.cfg.max_features,
+                                                num_features))
+        z, missing = standardize_features(x, mean, std)
+        return self.encoder(z, missing, num_features)
 
     def _head(self, h: torch.Tensor, task: str, num_classes: torch.Tensor | None) -> torch.Tensor:
         h = self.ln_out(h)
@@ -263,8 +277,7 @@ class PFN(nn.Module):
         if x_test.shape[-1] != ctx["n_features"]:
             raise ValueError(f"x_test has {x_test.shape[-1]} features, the context "
                              f"{ctx['n_features']}")
-        h = self.encoder(encode_features(x_test, ctx["mean"], ctx["std"],
-                                         self.cfg.max_features, num_features))
+        h = self._rows(x_test, ctx["mean"], ctx["std"], num_features)
         for block, (k, v) in zip(self.blocks, ctx["kv"], strict=True):
             h = block.attend(h, k, v)
         return self._head(h, ctx["task"], ctx["num_classes"])

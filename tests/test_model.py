@@ -3,21 +3,29 @@ class masking, validation, and save/load round trips."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from pfn.checkpoint import load_model, save_model
-from pfn.model import PFN, ModelConfig
+from pfn.model import ARCHS, PFN, ModelConfig
 
 CFG = ModelConfig(max_features=6, max_classes=5, d_model=32, n_layers=2, n_heads=4, d_ff=48,
                   n_buckets=20)
 N_TRAIN, N_TEST, N_FEAT = 12, 7, 4
 
 
-@pytest.fixture
-def model() -> PFN:
+def arch_config(arch: str) -> ModelConfig:
+    return replace(CFG, arch=arch, cell_dim=8, cell_heads=2, cell_ff=16, cell_cls=2)
+
+
+@pytest.fixture(params=ARCHS)
+def model(request) -> PFN:
+    """A small random model of each architecture (every contract below holds for all)."""
     torch.manual_seed(0)
-    m = PFN(CFG, torch.linspace(-3, 3, CFG.n_buckets + 1) ** 3 / 9).eval()
+    cfg = arch_config(request.param)
+    m = PFN(cfg, torch.linspace(-3, 3, cfg.n_buckets + 1) ** 3 / 9).eval()
     # Random (not default) output layers, so every output depends on its inputs.
     for p in m.parameters():
         p.data.add_(0.1 * torch.randn_like(p))
@@ -102,7 +110,7 @@ def test_num_classes_masking(model: PFN) -> None:
     with torch.no_grad():
         logits = model(x, y, "classification")
         explicit = model(x, y, "classification", num_classes=torch.tensor([3, 2, 5]))
-    assert logits.shape == (3, N_TEST, CFG.max_classes)
+    assert logits.shape == (3, N_TEST, model.cfg.max_classes)
     assert torch.isneginf(logits[..., 3:]).all()
     assert torch.isfinite(logits[..., :3]).all()
     p = logits.softmax(-1)
@@ -133,6 +141,9 @@ def test_too_many_features_raises(model: PFN) -> None:
     ({"n_buckets": 0}, "n_buckets"),
     ({"max_classes": 1}, "max_classes"),
     ({"max_classes": 101}, "max_classes"),
+    ({"arch": "tree"}, "arch"),
+    ({"cell_dim": 10, "cell_heads": 4}, "cell_dim"),
+    ({"cell_layers": 0}, "cell_layers"),
 ])
 def test_model_config_validation(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -201,3 +212,35 @@ def test_standardize_switch() -> None:
     assert not torch.allclose(a, b, atol=1e-3)
     torch.testing.assert_close(borders, borders2)  # raw targets: borders stay put
     torch.testing.assert_close(borders[0], PFN(CFG).borders)
+
+
+@pytest.mark.parametrize("arch", ["feature", "cell"])
+def test_feature_encoders_tell_columns_apart(arch: str) -> None:
+    """Features are exchangeable for attention, so swapping two columns' values must still
+    change a row's token (the random identities tell them apart) — while a row token
+    never depends on other rows."""
+    torch.manual_seed(0)
+    m = PFN(arch_config(arch)).eval()
+    x, _ = make_data("classification", nan=False)
+    mean, std = x[:, :N_TRAIN].mean(1, keepdim=True), x[:, :N_TRAIN].std(1, keepdim=True)
+    with torch.no_grad():
+        a = m._rows(x, mean, std, None)
+        b = m._rows(x[..., [1, 0, 2, 3]], mean[..., [1, 0, 2, 3]], std[..., [1, 0, 2, 3]], None)
+        c = m._rows(x[:, :5], mean, std, None)
+    assert not torch.allclose(a, b, atol=1e-4)
+    torch.testing.assert_close(c, a[:, :5])
+
+
+@pytest.mark.parametrize("arch", ["feature", "cell"])
+def test_zero_padded_columns_are_ignored_in_training(arch: str) -> None:
+    """Pretraining batches pad narrow datasets with zero columns; with ``num_features`` the
+    padding must not change the output (same identity draw: same RNG state)."""
+    m = PFN(arch_config(arch)).train()
+    x, y = make_data("classification", nan=False)
+    padded = torch.cat([x, torch.zeros(*x.shape[:2], 2)], dim=-1)
+    nf = torch.full((x.shape[0],), N_FEAT)
+    torch.manual_seed(1)
+    want = m(x, y, "classification", num_features=nf)
+    torch.manual_seed(1)
+    got = m(padded, y, "classification", num_features=nf)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
