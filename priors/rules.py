@@ -61,7 +61,7 @@ class RulesConfig:
         if self.max_features < 1:
             raise ValueError(f"max_features must be >= 1, got {self.max_features}")
         self.num_features.check("num_features", 1, self.max_features)
-        self.num_informative.check("num_informative", 1, self.max_features)
+        self.num_informative.check("num_informative", 1)  # capped by num_features
         check_probability("p_all_discrete", self.p_all_discrete)
         self.discrete_fraction.check("discrete_fraction", 0.0, 1.0)
         self.levels.check("levels", 2, 1000)
@@ -145,8 +145,15 @@ class RulesPrior:
         arity = c.term_arity.sample_int(b * t_max, g).view(b, t_max)
         k_max = int(arity.max())
         s = t_max * k_max  # (term, slot) pairs, flattened
-        # Each slot reads an informative column (with replacement: a tree may cut one twice).
-        feat = (torch.rand(b, s, generator=g) * n_inf.view(b, 1)).long()
+        # The slots of a term read distinct informative columns while there are enough (a
+        # column read twice could cancel out, e.g. in a parity); beyond that they repeat, so
+        # a tree may cut one numeric column twice (a band).
+        n_cols = int(n_inf.max())
+        keys = torch.rand(b, t_max, n_cols, generator=g)
+        keys = keys + (torch.arange(n_cols).view(1, 1, -1) >= n_inf.view(b, 1, 1)).float() * 2.0
+        order = keys.argsort(-1)  # (b, T, n_cols): informative columns first, shuffled
+        slot = (torch.arange(k_max).view(1, 1, -1) % n_inf.view(b, 1, 1)).expand(b, t_max, k_max)
+        feat = order.gather(2, slot.clamp(max=n_cols - 1)).view(b, s)
         vals = x.gather(2, feat.unsqueeze(1).expand(b, r, s))  # (b, r, s)
         is_disc = discrete.gather(1, feat)  # (b, s)
         # Numeric: a sharp threshold at a random quantile of the N(0, 1) column.
@@ -184,4 +191,10 @@ class RulesPrior:
         sign = torch.where(torch.rand(b, 1, t_max, generator=g) < 0.5, -1.0, 1.0)
         weight = sign * torch.exp(torch.empty(b, 1, t_max).uniform_(-1.0, 1.0, generator=g))
         term_on = (torch.arange(t_max).view(1, 1, -1) < n_terms.view(b, 1, 1)).float()
-        return (term * weight * term_on).sum(-1)
+        y = (term * weight * term_on).sum(-1)
+        # A rule that never changes (e.g. "all of" four rare levels) would leave labels to
+        # chance; such a dataset falls back to one cut of its first informative column.
+        first = x[:, :, 0]
+        cut = torch.where(discrete[:, :1], first == first[:, :1],
+                          first > first.median(1, keepdim=True).values)
+        return torch.where((y.std(1) > 0).view(b, 1), y, cut.float())
