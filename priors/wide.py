@@ -56,6 +56,7 @@ def widen(
     # (b, r, w): sum over sources of coef * source column, one gather per source slot.
     mix = sum(xs.gather(2, src[:, :, s].unsqueeze(1).expand(b, r, w)) * coef[:, :, s].unsqueeze(1)
               for s in range(MAX_SOURCES))
+    mix = mix / mix.std(1, keepdim=True).clamp_min(1e-6)  # sources may partly cancel
     noise_size = torch.exp(torch.empty(b, 1, w).uniform_(-3.0, 0.5, generator=g))
     redundant = mix + noise_size * torch.randn(b, r, w, generator=g)
 
