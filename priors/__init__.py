@@ -5,9 +5,11 @@ from priors.bnn import BNNConfig, BNNPrior
 from priors.gp import GPConfig, GPPrior, kernel_matrix
 from priors.mix import MixturePrior, build_prior
 from priors.postprocess import PostprocessConfig
+from priors.rules import RulesConfig, RulesPrior
 from priors.scm import SCMConfig, SCMPrior
 
 __all__ = [
     "Batch", "Prior", "Range", "BNNConfig", "BNNPrior", "GPConfig", "GPPrior", "kernel_matrix",
-    "MixturePrior", "build_prior", "PostprocessConfig", "SCMConfig", "SCMPrior",
+    "MixturePrior", "build_prior", "PostprocessConfig", "RulesConfig", "RulesPrior", "SCMConfig",
+    "SCMPrior",
 ]

@@ -91,6 +91,6 @@ class BNNPrior:
         spread = y.std(1, keepdim=True)
         spread = torch.where(spread > 0, spread, torch.ones_like(spread))
         y = y + c.noise_std.sample(b, g).view(b, 1) * spread * torch.randn(b, r, generator=g)
-        x, y, n_cls, cat = finish(x, y, n_feat, n_train, task, c.postprocess, g,
+        x, y, n_feat, n_cls, cat = finish(x, y, n_feat, n_train, task, c.postprocess, g,
                                   n_columns=c.max_features)
         return Batch(x, y, n_feat, n_cls, cat, n_train, task)

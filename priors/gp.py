@@ -103,6 +103,6 @@ class GPPrior:
                 cov = kernel_matrix(x[sel], x[sel], name, ls[sel], os_[sel])  # (n, r, r)
                 cov.diagonal(dim1=1, dim2=2).add_(nz[sel].view(-1, 1) + 1e-6)  # noise + jitter
                 y[sel] = (torch.linalg.cholesky(cov) @ z[sel]).squeeze(-1).float()
-        x, y, n_cls, cat = finish(x, y, n_feat, n_train, task, c.postprocess, g,
+        x, y, n_feat, n_cls, cat = finish(x, y, n_feat, n_train, task, c.postprocess, g,
                                   n_columns=c.max_features)
         return Batch(x, y, n_feat, n_cls, cat, n_train, task)

@@ -14,12 +14,14 @@ import torch
 from priors.base import Batch, Prior, check_sizes
 from priors.bnn import BNNConfig, BNNPrior
 from priors.gp import GPConfig, GPPrior
+from priors.rules import RulesConfig, RulesPrior
 from priors.scm import SCMConfig, SCMPrior
 
 PRIORS: dict[str, tuple[type, type]] = {
     "scm": (SCMPrior, SCMConfig),
     "gp": (GPPrior, GPConfig),
     "bnn": (BNNPrior, BNNConfig),
+    "rules": (RulesPrior, RulesConfig),
 }
 
 

@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 import torch
 
 from priors.base import Range, check_positive, check_probability, coerce_ranges
+from priors.labels import exact_classes, sample_num_classes, to_classes
+from priors.wide import widen
+
+__all__ = ["PostprocessConfig", "finish", "make_categorical", "sample_num_classes", "to_classes",
+           "exact_classes", "warp_columns", "add_missing", "widen"]
 
 
 @dataclass
@@ -25,6 +30,11 @@ class PostprocessConfig:
     p_categorical: float = 0.3
     categorical_column_fraction: Range = field(default_factory=lambda: Range(0.1, 1.0))
     max_levels: int = 10
+    p_ordinal: float = 0.0  # per categorical column: codes keep the order of the values
+    # Wide tables: with probability p_wide, add redundant / irrelevant columns (priors.wide).
+    p_wide: float = 0.0
+    wide_features: Range = field(default_factory=lambda: Range(40, 100))
+    redundant_fraction: Range = field(default_factory=lambda: Range(0.0, 0.7))
     p_missing: float = 0.3
     missing_rate: Range = field(default_factory=lambda: Range(0.01, 0.3))
     p_warp: float = 0.5
@@ -37,86 +47,19 @@ class PostprocessConfig:
             raise ValueError(f"max_classes must be in [2, 10], got {self.max_classes}")
         if self.max_levels < 2:
             raise ValueError(f"max_levels must be >= 2, got {self.max_levels}")
-        for name in ("p_multiclass", "p_categorical", "p_missing", "p_warp", "p_rescale"):
+        for name in ("p_multiclass", "p_categorical", "p_missing", "p_warp", "p_rescale",
+                     "p_ordinal", "p_wide"):
             check_probability(name, getattr(self, name))
         self.class_imbalance.check("class_imbalance", minimum=0.0)
         self.categorical_column_fraction.check("categorical_column_fraction", 0.0, 1.0)
         self.missing_rate.check("missing_rate", 0.0, 0.95)
+        self.wide_features.check("wide_features", 1)
+        self.redundant_fraction.check("redundant_fraction", 0.0, 1.0)
         check_positive("max_levels", self.max_levels)
 
 
 def _bernoulli(p: float | torch.Tensor, shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
     return torch.rand(shape, generator=g) < p
-
-
-def sample_num_classes(batch_size: int, cfg: PostprocessConfig, g: torch.Generator) -> torch.Tensor:
-    """(batch,) int64: 2 with probability 1 - p_multiclass, else uniform in 3..max_classes."""
-    multi = _bernoulli(cfg.p_multiclass, (batch_size,), g) & (cfg.max_classes > 2)
-    k = torch.randint(3, max(cfg.max_classes, 3) + 1, (batch_size,), generator=g)
-    return torch.where(multi, k, torch.full_like(k, 2))
-
-
-def to_classes(
-    y: torch.Tensor, n_train: int, num_classes: torch.Tensor, cfg: PostprocessConfig,
-    g: torch.Generator,
-) -> torch.Tensor:
-    """Continuous targets (batch, rows) -> class indices, every class present in training rows.
-
-    Thresholds sit at quantiles of the training rows' targets, with class proportions drawn
-    per dataset (balanced to strongly skewed). Ties (tree-based targets are
-    piecewise constant) are broken by a tiny jitter so quantile thresholds still split them.
-    Labels are then randomly permuted so class order carries no information. Datasets whose
-    training part still misses a class (e.g. few training rows) fall back to balanced
-    rank-based classes.
-    """
-    b, r = y.shape
-    k_max = int(num_classes.max())
-    scale = y.std(dim=1, keepdim=True).clamp_min(1e-6)
-    y = y + 1e-4 * scale * torch.randn(y.shape, generator=g)
-    # Class proportions: softmax of Gaussian logits with a per-dataset spread (a seedable
-    # stand-in for a Dirichlet): spread near 0 gives balanced classes, large spread skewed.
-    spread = cfg.class_imbalance.sample(b, g).unsqueeze(1)
-    props = torch.softmax(spread * torch.randn(b, k_max, generator=g), dim=1)
-    active = torch.arange(k_max).unsqueeze(0) < num_classes.unsqueeze(1)
-    props = torch.where(active, props, torch.zeros_like(props))
-    props = props / props.sum(1, keepdim=True)
-    # Guarantee at least ~2 training rows per class before quantiles.
-    floor = (2.0 / n_train) if n_train >= 2 * k_max else 0.0
-    props = torch.where(active, props.clamp_min(floor), props)
-    props = props / props.sum(1, keepdim=True)
-    cum = props.cumsum(1)[:, :-1].clamp(0.0, 1.0)  # (b, k_max - 1) quantile levels
-    sorted_train = y[:, :n_train].sort(dim=1).values
-    idx = (cum * (n_train - 1)).round().long().clamp(0, n_train - 1)
-    thresholds = sorted_train.gather(1, idx)
-    # Inactive thresholds go to +inf so they never count.
-    t_active = torch.arange(k_max - 1).unsqueeze(0) < (num_classes - 1).unsqueeze(1)
-    thresholds = torch.where(t_active, thresholds, torch.full_like(thresholds, float("inf")))
-    labels = (y.unsqueeze(-1) > thresholds.unsqueeze(1)).sum(-1)  # (b, r)
-
-    present = _classes_present(labels[:, :n_train], num_classes, k_max)
-    if not bool(present.all()):
-        ranks = y.argsort(1).argsort(1).float()
-        balanced = (ranks * num_classes.unsqueeze(1) / r).floor().long()
-        labels = torch.where(present.unsqueeze(1), labels, balanced)
-        present = _classes_present(labels[:, :n_train], num_classes, k_max)
-        if not bool(present.all()):  # tiny n_train: force one row per class in front
-            fix = ~present
-            head = torch.arange(n_train).unsqueeze(0) % num_classes.unsqueeze(1)
-            labels[:, :n_train] = torch.where(fix.unsqueeze(1), head, labels[:, :n_train])
-
-    # Random permutation of label ids per dataset.
-    keys = torch.rand(b, k_max, generator=g) + (~active).float() * 2.0
-    perm = keys.argsort(1)
-    return perm.gather(1, labels).float()
-
-
-def _classes_present(labels: torch.Tensor, num_classes: torch.Tensor, k_max: int) -> torch.Tensor:
-    """(batch,) bool: every class 0..num_classes-1 occurs in ``labels`` (batch, rows)."""
-    counts = torch.zeros(labels.shape[0], k_max).scatter_add_(
-        1, labels.clamp(max=k_max - 1), torch.ones_like(labels, dtype=torch.float)
-    )
-    active = torch.arange(k_max).unsqueeze(0) < num_classes.unsqueeze(1)
-    return ((counts > 0) | ~active).all(1)
 
 
 def _warp(choice: int, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -162,17 +105,23 @@ def warp_columns(x: torch.Tensor, cfg: PostprocessConfig, g: torch.Generator) ->
 
 
 def make_categorical(
-    x: torch.Tensor, num_features: torch.Tensor, cfg: PostprocessConfig, g: torch.Generator
+    x: torch.Tensor, num_features: torch.Tensor, cfg: PostprocessConfig, g: torch.Generator,
+    keep: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Discretise random columns into 2..max_levels integer codes (in random order).
+    """Discretise random columns into 2..max_levels integer codes.
 
-    Returns the new x and the (batch, features) categorical mask.
+    Codes come in random order, except with probability ``p_ordinal`` per column, where they
+    keep the order of the values (an ordinal category). ``keep`` (batch, features) marks
+    columns that already hold codes: they are left alone. Returns the new x and the
+    (batch, features) mask of columns discretised here.
     """
     b, r, f = x.shape
     has = _bernoulli(cfg.p_categorical, (b, 1), g)
     frac = cfg.categorical_column_fraction.sample(b, g).unsqueeze(1)
     used = torch.arange(f).unsqueeze(0) < num_features.unsqueeze(1)
     cat = has & used & (torch.rand(b, f, generator=g) < frac)
+    if keep is not None:
+        cat = cat & ~keep
     if not bool(cat.any()):
         return x, cat
     # Only the categorical columns are touched: (n,) dataset and column index of each.
@@ -189,6 +138,9 @@ def make_categorical(
     thr = torch.where(q > 1.0, torch.full_like(thr, float("inf")), thr)
     codes = torch.searchsorted(thr, cols.contiguous())  # (n, rows): #thresholds below value
     perm = torch.rand(n, cfg.max_levels, generator=g).argsort(-1)  # random code order
+    if cfg.p_ordinal > 0:
+        ordinal = torch.rand(n, 1, generator=g) < cfg.p_ordinal
+        perm = torch.where(ordinal, torch.arange(cfg.max_levels).view(1, -1), perm)
     x = x.clone()
     x[bi, :, fi] = perm.gather(1, codes).to(x.dtype)
     return x, cat
@@ -208,14 +160,18 @@ def add_missing(x: torch.Tensor, num_features: torch.Tensor, cfg: PostprocessCon
 def finish(
     x: torch.Tensor, y: torch.Tensor, num_features: torch.Tensor, n_train: int, task: str,
     cfg: PostprocessConfig, g: torch.Generator, n_columns: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    categorical: torch.Tensor | None = None, exact: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The full post-processing chain used by every prior.
 
     x: (batch, rows, columns) raw features, of which dataset i uses the first
-    ``num_features[i]``; y: (batch, rows) continuous target. Returns x (batch, rows,
-    n_columns), y, num_classes, categorical mask (batch, n_columns), ready for a
-    :class:`Batch`; ``n_columns`` defaults to x's width and may exceed it (zero padding).
-    Work is done only on the first ``num_features.max()`` columns, the rest are zero.
+    ``num_features[i]``; y: (batch, rows) continuous target; ``categorical`` (batch, columns)
+    marks columns that already hold integer codes (they skip standardising, warps and
+    discretising). ``exact`` cuts classes with :func:`exact_classes` (labels a deterministic
+    function of y) instead of :func:`to_classes`. Returns x (batch, rows, n_columns), y,
+    num_features (grown where a table was widened), num_classes and the categorical mask
+    (batch, n_columns), ready for a :class:`Batch`; ``n_columns`` defaults to x's width and
+    may exceed it (zero padding). Work is done only on the used columns, the rest are zero.
     """
     b, _, f = x.shape
     n_columns = f if n_columns is None else n_columns
@@ -223,6 +179,11 @@ def finish(
     if not d <= min(f, n_columns):
         raise ValueError(f"num_features.max() = {d} exceeds x's {f} or n_columns={n_columns}")
     x = torch.nan_to_num(x[:, :, :d], nan=0.0, posinf=0.0, neginf=0.0)
+    codes = torch.zeros(b, d, dtype=torch.bool) if categorical is None else categorical[:, :d]
+    if cfg.p_wide > 0:
+        x, num_features, codes = widen(x, num_features, codes, n_columns, cfg, g)
+        d = x.shape[2]
+    raw = x
     used = torch.arange(d).view(1, 1, d) < num_features.view(b, 1, 1)
     if cfg.standardize:
         # Statistics of the training rows only (a single row has no spread: keep the scale).
@@ -231,7 +192,9 @@ def finish(
         x = ((x - mean) / std.clamp_min(1e-6)).clamp(-100, 100)
     if cfg.p_warp > 0 or cfg.p_rescale > 0:
         x = warp_columns(x, cfg, g)
-    x, cat = make_categorical(x, num_features, cfg, g)
+    x = torch.where(codes.unsqueeze(1), raw, x)
+    x, cat = make_categorical(x, num_features, cfg, g, keep=codes)
+    cat = cat | codes
     x = torch.where(used, x, torch.zeros_like(x))
     x = add_missing(x, num_features, cfg, g)
     if n_columns > d:
@@ -240,8 +203,12 @@ def finish(
     if task == "classification":
         # No more classes than training rows, so every class can occur in them.
         num_classes = sample_num_classes(b, cfg, g).clamp(max=n_train)
-        y = to_classes(torch.nan_to_num(y), n_train, num_classes, cfg, g)
+        y = torch.nan_to_num(y)
+        if exact:
+            y, num_classes = exact_classes(y, n_train, num_classes, cfg, g)
+        else:
+            y = to_classes(y, n_train, num_classes, cfg, g)
     else:
         num_classes = torch.zeros(b, dtype=torch.long)
         y = torch.nan_to_num(y)
-    return x.float(), y.float(), num_classes, cat
+    return x.float(), y.float(), num_features, num_classes, cat

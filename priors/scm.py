@@ -4,8 +4,11 @@ A dataset is drawn by building a random layered graph: root causes are noise, ev
 layer applies sparse random weights (edge dropout), a random activation per layer (or a
 random decision tree per node, see :mod:`priors.trees`) and Gaussian noise. Features and the
 target are read from random nodes, so some features are causes of the target, some are its
-effects and some are unrelated to it. Everything is batched: per-dataset sizes are realised
-by masking units of one padded tensor, never by a Python loop over datasets or rows.
+effects and some are unrelated to it. Some root causes may be categorical (a level per row
+whose random per-level vector feeds the first layer, see :mod:`priors.categorical`); their
+codes are then observed as categorical features. Everything is batched: per-dataset sizes
+are realised by masking units of one padded tensor, never by a Python loop over datasets or
+rows.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 
 from priors.activations import apply_activation, check_activations
 from priors.base import Batch, Range, check_probability, check_sizes, coerce_ranges
+from priors.categorical import draw_codes, embed_codes, level_effects
 from priors.postprocess import PostprocessConfig, finish
 from priors.trees import random_trees
 
@@ -35,6 +39,11 @@ class SCMConfig:
     p_tree: float = 0.5  # probability that a dataset uses tree-based edges at all
     tree_fraction: Range = field(default_factory=lambda: Range(0.2, 1.0))  # of its nodes
     tree_depth: Range = field(default_factory=lambda: Range(1, 4))
+    # Categorical root causes (per dataset): some, or (p_all_categorical) every feature.
+    p_categorical_roots: float = 0.0
+    categorical_root_fraction: Range = field(default_factory=lambda: Range(0.1, 1.0))
+    p_all_categorical: float = 0.0
+    root_levels: Range = field(default_factory=lambda: Range(2, 10, log=True))
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
 
     def __post_init__(self) -> None:
@@ -53,6 +62,10 @@ class SCMConfig:
         self.tree_fraction.check("tree_fraction", 0.0, 1.0)
         self.tree_depth.check("tree_depth", 1, 8)
         check_probability("p_tree", self.p_tree)
+        check_probability("p_categorical_roots", self.p_categorical_roots)
+        check_probability("p_all_categorical", self.p_all_categorical)
+        self.categorical_root_fraction.check("categorical_root_fraction", 0.0, 1.0)
+        self.root_levels.check("root_levels", 2, 1000)
         check_activations(self.activations)
 
 
@@ -88,6 +101,11 @@ class SCMPrior:
         mu = torch.randn(b, 1, w_max, generator=g)
         sd = torch.exp(torch.empty(b, 1, w_max).uniform_(-1.0, 0.5, generator=g))
         h = (mu + sd * torch.randn(b, r, w_max, generator=g)) * unit_on
+        n_cat = self._num_categorical_roots(n_feat, g)
+        if bool((n_cat > 0).any()):
+            codes, emb = self._categorical_roots(n_cat, r, w_max, g)
+            share = (n_cat.float() / n_feat.float()).view(b, 1, 1)
+            h = (h * (1 - share).sqrt() + emb * share.sqrt()) * unit_on
         layers = [h]
         for _ in range(l_max):
             keep = (torch.rand(b, w_max, w_max, generator=g) >= drop).float()
@@ -123,8 +141,42 @@ class SCMPrior:
         idx = f_keys.argsort(1)[:, :d]
         x = nodes.gather(2, idx.view(b, 1, d).expand(b, r, d))
         y = nodes.gather(2, target.view(b, 1, 1).expand(b, r, 1)).squeeze(2)
+        is_code = None
+        if bool((n_cat > 0).any()):
+            # The codes replace node columns at random places among the used ones.
+            col = torch.arange(d).view(1, d)
+            keys = torch.rand(b, d, generator=g) + (col >= n_feat.view(b, 1)).float() * 2.0
+            rank = keys.argsort(1).argsort(1)
+            is_code = rank < n_cat.view(b, 1)
+            slot = rank.clamp(max=codes.shape[2] - 1).unsqueeze(1).expand(b, r, d)
+            picked = codes.gather(2, slot)
+            x = torch.where(is_code.unsqueeze(1), picked.to(x.dtype), x)
 
-        x, y, n_cls, cat = finish(x, y, n_feat, n_train, task, c.postprocess, g,
-                                  n_columns=c.max_features)
+        x, y, n_feat, n_cls, cat = finish(x, y, n_feat, n_train, task, c.postprocess, g,
+                                          n_columns=c.max_features, categorical=is_code)
         return Batch(x, y, n_feat, n_cls, cat, n_train, task)
+
+    def _num_categorical_roots(self, n_feat: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """(batch,) how many features are categorical root causes (0 for most datasets)."""
+        c, b = self.config, n_feat.shape[0]
+        if c.p_categorical_roots == 0 and c.p_all_categorical == 0:
+            return torch.zeros_like(n_feat)  # draws nothing: old configs keep their streams
+        some = torch.rand(b, generator=g) < c.p_categorical_roots
+        every = torch.rand(b, generator=g) < c.p_all_categorical
+        frac = c.categorical_root_fraction.sample(b, g)
+        n = torch.where(some, (frac * n_feat).ceil().long(), torch.zeros_like(n_feat))
+        return torch.where(every, n_feat, n).clamp(max=n_feat)
+
+    def _categorical_roots(self, n_cat: torch.Tensor, n_rows: int, width: int,
+                           g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes (batch, rows, vars) of the categorical roots and their summed effects on the
+        root units (batch, rows, width), scaled to unit variance per unit."""
+        b, v = n_cat.shape[0], int(n_cat.max())
+        levels = self.config.root_levels.sample_int(b * v, g).view(b, v)
+        codes = draw_codes(levels, n_rows, g)
+        ordinal = torch.rand(b, v, generator=g) < self.config.postprocess.p_ordinal
+        effects = level_effects(levels, ordinal, width, g)
+        on = torch.arange(v).view(1, v) < n_cat.view(b, 1)
+        emb = embed_codes(codes, effects, on) / n_cat.clamp_min(1).float().sqrt().view(b, 1, 1)
+        return codes, emb
 

@@ -18,6 +18,8 @@ from priors import (
     MixturePrior,
     PostprocessConfig,
     Range,
+    RulesConfig,
+    RulesPrior,
     SCMConfig,
     SCMPrior,
     build_prior,
@@ -40,8 +42,9 @@ def make_priors(max_features: int = MAX_FEATURES, post: PostprocessConfig | None
         "scm-trees": SCMPrior(SCMConfig(**f, p_tree=1.0, **pp)),
         "bnn": BNNPrior(BNNConfig(**f, **pp)),
         "gp": GPPrior(GPConfig(**f, **pp)),
+        "rules": RulesPrior(RulesConfig(**f, **pp)),
     }
-    priors["mixture"] = MixturePrior(list(priors.values()), [0.4, 0.2, 0.2, 0.2])
+    priors["mixture"] = MixturePrior(list(priors.values()), [0.3, 0.2, 0.2, 0.1, 0.2])
     return priors
 
 
