@@ -52,11 +52,11 @@ def _identity_bank(cfg: ModelConfig, d: int) -> torch.Tensor:
 
 
 def _used(num_features: torch.Tensor | None, b: int, f: int, device) -> torch.Tensor | None:
-    """(B, F) bool of used columns, or None when all are used."""
+    """(B, F) bool of used columns, or None without ``num_features`` (all used). No
+    data-dependent shortcut for an all-True mask: the exported graphs pass num_features."""
     if num_features is None:
         return None
-    used = torch.arange(f, device=device).unsqueeze(0) < num_features.view(-1, 1)
-    return None if bool(used.all()) else used
+    return torch.arange(f, device=device).unsqueeze(0) < num_features.view(-1, 1)
 
 
 class FeatureSumEncoder(nn.Module):
@@ -88,13 +88,12 @@ class FeatureSumEncoder(nn.Module):
         cell = torch.nn.functional.gelu(z.unsqueeze(-1) * s + o)  # (B, R, F, H)
         miss = missing.unsqueeze(-1)
         cell = cell * (1 - miss) + m * miss
-        used = _used(num_features, b, f, z.device) if self.training else None
-        if used is not None:
+        used = _used(num_features, b, f, z.device)
+        if used is None:
+            count = torch.ones_like(z[:, :1, :1]) * f
+        else:
             cell = cell * used.view(b, 1, f, 1).to(cell.dtype)
             count = num_features.clamp_min(1).to(z.dtype).view(b, 1, 1)
-        else:
-            count = torch.ones_like(z[:, :1, :1]) * f if num_features is None \
-                else num_features.clamp_min(1).to(z.dtype).view(b, 1, 1)
         return self.out(cell.sum(2) / count.sqrt())
 
 
@@ -127,10 +126,10 @@ class CellRowEncoder(nn.Module):
         tok = tok.reshape(b * r, f, d)
         h = torch.cat([self.cls.unsqueeze(0).expand(b * r, -1, -1), tok], dim=1)  # (BR, C+F, D)
         mask = None
-        used = _used(num_features, b, f, z.device) if self.training else None
+        used = _used(num_features, b, f, z.device)
         if used is not None:
             keep = torch.cat([used.new_ones(b, self.n_cls), used], dim=1)  # (B, C+F)
-            mask = keep.repeat_interleave(r, dim=0).view(b * r, 1, 1, -1)
+            mask = keep.unsqueeze(1).expand(-1, r, -1).reshape(b * r, 1, 1, keep.shape[1])
         for block in self.blocks:
             k, v = block.keys_values(h)
             h = block.attend(h, k, v, mask)
