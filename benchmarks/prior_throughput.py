@@ -2,11 +2,13 @@
 
 Pretraining draws a fresh batch from the prior every step in the same process, so sampling
 time adds to step time. This script times ``prior.sample`` for each prior (SCM, SCM with
-tree edges forced on, BNN, GP, and the mixture of configs/default.toml) at 512 and 1024
-rows, 100 features, batch 16, one thread, median over repeats with different seeds; then one
-training step of the plain reference transformer (:mod:`benchmarks.reference`, d_model 256,
-6 layers, batch 16 x 512 rows, AdamW). It prints a markdown table and, as its last line,
-``sampling/step time ratio: R`` for the default mixture at 512 rows (target R < 0.10).
+tree edges forced on, SCM with every feature a categorical root, BNN, GP, the rule prior,
+every prior with wide tables forced on, and the mixtures of the ``--config`` files:
+configs/default.toml and configs/prior_v2.toml by default) at 512 and 1024 rows, 100
+features, batch 16, one thread, median over repeats with different seeds; then one training
+step of the plain reference transformer (:mod:`benchmarks.reference`, d_model 256, 6 layers,
+batch 16 x 512 rows, AdamW). It prints a markdown table and, as its last line,
+``sampling/step time ratio: R`` for the first config's mixture at 512 rows (target R < 0.10).
 
     PYTHONPATH=. python benchmarks/prior_throughput.py [--repeats 7] [--threads 1]
 """
@@ -21,7 +23,18 @@ from pathlib import Path
 
 import torch
 
-from priors import BNNConfig, BNNPrior, GPConfig, GPPrior, SCMConfig, SCMPrior, build_prior
+from priors import (
+    BNNConfig,
+    BNNPrior,
+    GPConfig,
+    GPPrior,
+    PostprocessConfig,
+    RulesConfig,
+    RulesPrior,
+    SCMConfig,
+    SCMPrior,
+    build_prior,
+)
 
 try:
     from benchmarks.reference import reference_step_seconds
@@ -31,15 +44,24 @@ except ModuleNotFoundError:  # run as a script without the repository root on th
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_priors(config: Path, n_features: int) -> dict[str, object]:
-    mixture_spec = tomllib.loads(config.read_text())["prior"]
-    return {
-        "scm": SCMPrior(SCMConfig(max_features=n_features)),
-        "scm (trees, p_tree=1)": SCMPrior(SCMConfig(max_features=n_features, p_tree=1.0)),
-        "bnn": BNNPrior(BNNConfig(max_features=n_features)),
-        "gp": GPPrior(GPConfig(max_features=n_features)),
-        f"mixture ({config.name})": build_prior(mixture_spec),
+def make_priors(configs: list[Path], n_features: int) -> dict[str, object]:
+    f = {"max_features": n_features}
+    wide = {"postprocess": PostprocessConfig(p_wide=1.0)}
+    priors = {
+        "scm": SCMPrior(SCMConfig(**f)),
+        "scm (trees, p_tree=1)": SCMPrior(SCMConfig(**f, p_tree=1.0)),
+        "scm (all categorical roots)": SCMPrior(SCMConfig(**f, p_all_categorical=1.0)),
+        "scm (wide, p_wide=1)": SCMPrior(SCMConfig(**f, **wide)),
+        "bnn": BNNPrior(BNNConfig(**f)),
+        "bnn (wide, p_wide=1)": BNNPrior(BNNConfig(**f, **wide)),
+        "gp": GPPrior(GPConfig(**f)),
+        "rules": RulesPrior(RulesConfig(**f)),
+        "rules (wide, p_wide=1)": RulesPrior(RulesConfig(
+            **f, postprocess=PostprocessConfig(p_categorical=0.0, p_wide=1.0))),
     }
+    for config in configs:
+        priors[f"mixture ({config.name})"] = build_prior(tomllib.loads(config.read_text())["prior"])
+    return priors
 
 
 def sample_seconds(prior, batch_size: int, n_rows: int, repeats: int, task: str) -> float:
@@ -56,7 +78,8 @@ def sample_seconds(prior, batch_size: int, n_rows: int, repeats: int, task: str)
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", type=Path, default=ROOT / "configs" / "default.toml")
+    p.add_argument("--config", type=Path, nargs="+",
+                   default=[ROOT / "configs" / "default.toml", ROOT / "configs" / "prior_v2.toml"])
     p.add_argument("--rows", type=int, nargs="+", default=[512, 1024])
     p.add_argument("--features", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=16)
@@ -68,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     priors = make_priors(args.config, args.features)
-    mixture = next(name for name in priors if name.startswith("mixture"))
+    mixture = f"mixture ({args.config[0].name})"
     rows = [
         (name, n_rows, sample_seconds(prior, args.batch_size, n_rows, args.repeats, args.task))
         for name, prior in priors.items() for n_rows in args.rows

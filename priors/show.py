@@ -1,8 +1,10 @@
 """Look at the priors: a PNG grid of sampled datasets.
 
-Top rows: 2-feature classification datasets from the SCM, SCM-with-trees, BNN and GP priors
-(one row per prior, scatter of the two features coloured by class). Bottom row: 1-D
-regression draws from the GP, BNN and SCM priors, several per panel, sorted by x.
+Top rows: 2-feature classification datasets from the SCM, SCM-with-trees, BNN and GP priors,
+the SCM with categorical root causes, and the rule prior on numeric and on discrete columns
+(one row per prior, scatter of the two features coloured by class; integer codes are jittered
+so the points of one level pair show as a blob). Bottom row: 1-D regression draws from the
+GP, BNN, SCM and rule priors, several per panel, sorted by x.
 
     python -m priors.show --out prior.png [--seed 0] [--datasets 4] [--rows 200]
 """
@@ -18,6 +20,7 @@ from priors.base import Batch, Range
 from priors.bnn import BNNConfig, BNNPrior
 from priors.gp import GPConfig, GPPrior
 from priors.postprocess import PostprocessConfig
+from priors.rules import RulesConfig, RulesPrior
 from priors.scm import SCMConfig, SCMPrior
 
 
@@ -26,11 +29,20 @@ def classification_priors() -> dict[str, object]:
     two = {"max_features": 2, "num_features": Range(2, 2)}
     post = PostprocessConfig(p_missing=0.0)
     gp_post = GPConfig().postprocess  # GP keeps its raw inputs (no warps, no categoricals)
+    rules_post = PostprocessConfig(p_categorical=0.0, p_missing=0.0)
     return {
         "SCM (MLP edges)": SCMPrior(SCMConfig(**two, p_tree=0.0, postprocess=post)),
         "SCM (tree edges)": SCMPrior(SCMConfig(**two, p_tree=1.0, postprocess=post)),
         "BNN": BNNPrior(BNNConfig(**two, postprocess=post)),
         "GP": GPPrior(GPConfig(**two, postprocess=gp_post)),
+        "SCM (categorical roots)": SCMPrior(SCMConfig(**two, p_all_categorical=1.0,
+                                                      root_levels=Range(2, 5), postprocess=post)),
+        "Rules (numeric)": RulesPrior(RulesConfig(**two, discrete_fraction=Range(0.0, 0.0),
+                                                  p_all_discrete=0.0, p_label_noise=0.0,
+                                                  postprocess=rules_post)),
+        "Rules (discrete)": RulesPrior(RulesConfig(**two, p_all_discrete=1.0,
+                                                   levels=Range(2, 5), p_label_noise=0.0,
+                                                   postprocess=rules_post)),
     }
 
 
@@ -42,6 +54,9 @@ def regression_priors() -> dict[str, object]:
         "GP": GPPrior(GPConfig(**one)),
         "BNN": BNNPrior(BNNConfig(**one, postprocess=plain)),
         "SCM": SCMPrior(SCMConfig(**one, postprocess=plain)),
+        "Rules": RulesPrior(RulesConfig(**one, num_informative=Range(1, 1),
+                                        discrete_fraction=Range(0.0, 0.0), p_all_discrete=0.0,
+                                        postprocess=plain)),
     }
 
 
@@ -78,7 +93,9 @@ def main(argv: list[str] | None = None) -> None:
             if j >= args.datasets:
                 ax.axis("off")
                 continue
-            x, y = b.x[j].numpy(), b.y[j].numpy()
+            x, y = b.x[j].clone(), b.y[j].numpy()
+            jitter = 0.15 * torch.randn(x.shape, generator=torch.Generator().manual_seed(j))
+            x = torch.where(b.categorical[j], x + jitter, x).numpy()
             ax.scatter(x[:, 0], x[:, 1], c=y, cmap="tab10", vmin=0, vmax=9, s=6)
             cat = "".join("c" if c else "n" for c in b.categorical[j].tolist())
             ax.set_title(f"{name}\n{int(b.num_classes[j])} classes, cols {cat}", fontsize=7)
@@ -92,8 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         b = draw(prior, 4, args.rows, "regression", args.seed + 100 + j)
         for x, y in zip(b.x[:, :, 0], b.y, strict=True):
             order = x.argsort()
-            style = {"marker": ".", "linestyle": "none", "markersize": 3} if name == "SCM" \
-                else {"linewidth": 1}
+            style = {"marker": ".", "linestyle": "none", "markersize": 3} \
+                if name in ("SCM", "Rules") else {"linewidth": 1}
             ax.plot(x[order].numpy(), y[order].numpy(), **style)
         ax.set_title(f"{name} regression, 1-D", fontsize=7)
         ax.tick_params(labelsize=6)

@@ -58,17 +58,17 @@ def widen(
               for s in range(MAX_SOURCES))
     mix = mix / mix.std(1, keepdim=True).clamp_min(1e-6)  # sources may partly cancel
     noise_size = torch.exp(torch.empty(b, 1, w).uniform_(-3.0, 0.5, generator=g))
-    redundant = mix + noise_size * torch.randn(b, r, w, generator=g)
+    noise = torch.randn(b, r, w, generator=g)  # a column is redundant or noise, never both
 
     frac = cfg.redundant_fraction.sample(b, g).view(b, 1)
     is_red = torch.rand(b, w, generator=g) < frac
     cat_share = (categorical.float().sum(1, keepdim=True) / nf).clamp(0, 1)
-    is_cat = ~is_red & (torch.rand(b, w, generator=g) < cat_share)
-    levels = torch.randint(2, cfg.max_levels + 1, (b, 1, w), generator=g)
-    codes = (torch.rand(b, r, w, generator=g) * levels).floor()
-    noise = torch.randn(b, r, w, generator=g)
-    fresh = torch.where(is_red.unsqueeze(1), redundant,
-                        torch.where(is_cat.unsqueeze(1), codes, noise))
+    is_cat = ~is_red & (torch.rand(b, w, generator=g) < cat_share) & added
+    fresh = torch.where(is_red.unsqueeze(1), mix + noise_size * noise, noise)
+    if bool(is_cat.any()):
+        levels = torch.randint(2, cfg.max_levels + 1, (b, 1, w), generator=g)
+        codes = (torch.rand(b, r, w, generator=g) * levels).floor()
+        fresh = torch.where(is_cat.unsqueeze(1), codes, fresh)
     x = torch.nn.functional.pad(x, (0, w - d)) if w > d else x
     cat = torch.nn.functional.pad(categorical, (0, w - d), value=False) if w > d else categorical
     x = torch.where(added.unsqueeze(1), fresh, x)

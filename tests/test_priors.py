@@ -43,8 +43,13 @@ def make_priors(max_features: int = MAX_FEATURES, post: PostprocessConfig | None
         "bnn": BNNPrior(BNNConfig(**f, **pp)),
         "gp": GPPrior(GPConfig(**f, **pp)),
         "rules": RulesPrior(RulesConfig(**f, **pp)),
+        # The v2 options: categorical roots, ordinal codes, wide tables.
+        "scm-v2": SCMPrior(SCMConfig(**f, p_categorical_roots=0.5, p_all_categorical=0.3,
+                                     postprocess=post or PostprocessConfig(
+                                         p_ordinal=0.3, p_wide=0.5,
+                                         wide_features=Range(6, max_features)))),
     }
-    priors["mixture"] = MixturePrior(list(priors.values()), [0.3, 0.2, 0.2, 0.1, 0.2])
+    priors["mixture"] = MixturePrior(list(priors.values()), [0.3, 0.2, 0.1, 0.1, 0.2, 0.1])
     return priors
 
 
