@@ -34,7 +34,7 @@ from pfn.layers import Block
 from pfn.row_encoder import CellRowEncoder, FeatureSumEncoder
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     """Every architectural number; saved beside the weights so a checkpoint describes itself."""
 
