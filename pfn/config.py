@@ -251,22 +251,28 @@ def check_model_limits(cfg: ModelConfig) -> None:
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
 
 
+def _is_a(value: Any, want: type) -> bool:
+    if isinstance(value, bool) and want is not bool:
+        return False  # True is an int to Python, not to a config
+    return isinstance(value, want) or (want is float and isinstance(value, int))
+
+
 def _build(cls: type, values: Any, section: str):
     """``cls(**values)`` with unknown keys and wrongly typed scalars reported by name."""
     if not isinstance(values, Mapping):
         raise ValueError(f"[{section}] must be a table, got {values!r}")
-    hints = typing.get_type_hints(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # unresolvable annotations: the class checks itself
+        hints = {}
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"[{section}]: unknown keys {unknown}; allowed: {sorted(known)}")
     for key, value in values.items():
         want = _SCALARS.get(getattr(hints.get(key), "__name__", ""))
-        ok = want is None or (isinstance(value, want) and not (
-            want is not bool and isinstance(value, bool))) or (
-            want is float and isinstance(value, int) and not isinstance(value, bool))
-        if not ok:
-            raise ValueError(f"{section}.{key} must be a {want.__name__}, got {value!r}")
+        if want is not None and not _is_a(value, want):
+            raise ValueError(f"{section}.{key} must be of type {want.__name__}, got {value!r}")
     try:
         return cls(**values)
     except TypeError as err:

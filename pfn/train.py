@@ -1,7 +1,13 @@
 """The offline pretraining job: fit a PFN to a prior.
 
     pfn train --config configs/default.toml [--resume] [--init-from WEIGHTS]
+    pfn train --config changed.toml --resume --allow-config-change   # e.g. a longer schedule
     torchrun --nproc_per_node 4 -m pfn.train --config configs/default.toml
+
+``--resume`` continues from the newest checkpoint that verifies (damaged newer ones are
+reported and set aside as ``*.damaged``) and refuses a config that differs from the
+checkpoint's unless ``--allow-config-change`` is given. Errors are one line on stderr
+naming the file, exit status 2.
 
 Every step draws a fresh batch of synthetic datasets (rows per dataset, split point and
 task drawn per step) and minimises the negative log-likelihood of the test rows' targets

@@ -74,9 +74,9 @@ def test_configs_are_frozen() -> None:
 @pytest.mark.parametrize("d, match", [
     ({"runn": {}}, r"unknown config sections \['runn'\]"),
     ({"run": {"stepz": 3}}, r"\[run\]: unknown keys \['stepz'\]"),
-    ({"run": {"steps": "ten"}}, r"run.steps must be a int, got 'ten'"),
+    ({"run": {"steps": "ten"}}, r"run.steps must be of type int, got 'ten'"),
     ({"run": {"steps": 0}}, r"run.steps must be >= 1, got 0"),
-    ({"run": {"bf16": 1}}, r"run.bf16 must be a bool"),
+    ({"run": {"bf16": 1}}, r"run.bf16 must be of type bool"),
     ({"run": {"device": "gpu"}}, r"run.device .* got 'gpu'"),
     ({"optim": {"lr": -1.0}}, r"optim.lr must be > 0, got -1.0"),
     ({"optim": {"beta2": 1.0}}, r"optim.beta2 must be in \[0, 1\)"),
