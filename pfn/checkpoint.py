@@ -293,6 +293,8 @@ def verify_checkpoint(ckpt: str | Path) -> tuple[dict, ModelFile]:
         state = json.loads((ckpt / "state.json").read_text())
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"{ckpt / 'state.json'}: unreadable ({err})") from err
+    if not isinstance(state, dict):
+        raise ValueError(f"{ckpt / 'state.json'}: not a JSON object")
     if not manifest_path.is_file() and "format" in state:
         raise ValueError(f"{ckpt}: {MANIFEST} is missing")
     if state.get("step") != _step_of(ckpt):
