@@ -31,8 +31,8 @@ from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern, WhiteK
 
 from pfn import bar
 from pfn.checkpoint import load_model
+from pfn.config import load_config
 from pfn.model import PFN
-from pfn.train import TrainConfig
 from priors import GPConfig, GPPrior, Range
 
 HELDOUT_SEED = 2**40  # training seeds are (seed * 1_000_003 + rank * 7_919 + step) < 2**40
@@ -42,11 +42,11 @@ _NU = {"matern12": 0.5, "matern32": 1.5, "matern52": 2.5}
 
 def fixed_gp_config(path: str | Path) -> GPConfig:
     """The GP prior of a training config; its kernel and hyperparameters must be fixed."""
-    spec = TrainConfig.load(path).prior
-    if set(spec) != {"gp"}:
+    prior = load_config(path).prior
+    if prior.names() != ["gp"]:
         raise ValueError(f"{path}: GP mimicry needs a config with only [prior.gp], got "
-                         f"{sorted(spec)}")
-    cfg = GPConfig(**{k: v for k, v in spec["gp"].items() if k != "weight"})
+                         f"{prior.names()}")
+    cfg = prior["gp"].config
     for name in ("lengthscale", "outputscale", "noise"):
         r = getattr(cfg, name)
         if r.low != r.high:

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from benchmarks.reference import ReferenceModel  # noqa: E402
+from pfn.config import load_config  # noqa: E402
 from pfn.model import PFN, ModelConfig  # noqa: E402
-from pfn.train import TrainConfig  # noqa: E402
 
 REFERENCE_SIZE = ModelConfig(max_features=100, max_classes=10, d_model=256, n_layers=6,
                              n_heads=4, d_ff=512, n_buckets=1000)
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--repeats must be >= 1, got {a.repeats}")
     torch.set_num_threads(a.threads)
     batch, rows = 16, 512
-    default = TrainConfig.load(a.config).model
+    default = load_config(a.config).model
     torch.manual_seed(0)
     models = [("PFN, reference size", PFN(REFERENCE_SIZE).train(), pfn_forward),
               (f"PFN, default.toml (d_model {default.d_model}, {default.n_layers} layers)",

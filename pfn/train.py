@@ -1,28 +1,35 @@
 """The offline pretraining job: fit a PFN to a prior.
 
     pfn train --config configs/default.toml [--resume] [--init-from WEIGHTS]
+    pfn train --config changed.toml --resume --allow-config-change   # e.g. a longer schedule
     torchrun --nproc_per_node 4 -m pfn.train --config configs/default.toml
+
+``--resume`` continues from the newest checkpoint that verifies (damaged newer ones are
+reported and set aside as ``*.damaged``) and refuses a config that differs from the
+checkpoint's unless ``--allow-config-change`` is given. Errors are one line on stderr
+naming the file, exit status 2.
 
 Every step draws a fresh batch of synthetic datasets (rows per dataset, split point and
 task drawn per step) and minimises the negative log-likelihood of the test rows' targets
 given the training rows: cross-entropy for classes, the bar-distribution NLL for
 regression (Müller et al., 2022). Batches come from a generator seeded by (seed, rank,
-step), so a resumed run draws exactly the batches an uninterrupted run would.
+step), and the learning rate is a function of the step, so a resumed run computes exactly
+what an uninterrupted run would.
 
 Reads top to bottom like nanoGPT's train.py: config, setup, model, optimizer, loop with
-validation, logging and checkpoints.
+validation and checkpoints. Configuration lives in :mod:`pfn.config`, logs and plots in
+:mod:`pfn.train_log`, checkpoint files in :mod:`pfn.checkpoint`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import json
 import math
 import os
 import sys
 import time
-import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -30,116 +37,32 @@ import torch.nn.functional as F
 
 from pfn import bar
 from pfn.checkpoint import (
-    config_dict,
+    check_architecture,
+    describe,
+    latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
-    load_model,
+    read_model_file,
     save_checkpoint,
     save_model,
+    set_aside,
 )
-from pfn.model import PFN, ModelConfig, target_scale
-from priors import Batch, build_prior
+from pfn.config import (
+    PLACEMENT_FIELDS,
+    DataConfig,
+    OptimConfig,
+    TrainConfig,
+    config_changes,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    with_run,
+)
+from pfn.model import PFN, target_scale
+from pfn.train_log import TrainLog
+from priors import Batch
 
-
-@dataclass
-class DataConfig:
-    """How each step's batch is shaped. Rows and split are drawn per step."""
-
-    batch_size: int = 16
-    min_rows: int = 64
-    max_rows: int = 512
-    min_train_fraction: float = 0.3
-    max_train_fraction: float = 0.9
-    p_regression: float = 0.3  # share of steps that train the regression head
-    # Forward the batch in this many groups of similar width (see batch_loss): 1 for the
-    # "row" encoder, whose cost hardly depends on the width; more for per-cell encoders.
-    width_groups: int = 1
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not 4 <= self.min_rows <= self.max_rows:
-            raise ValueError(f"need 4 <= min_rows <= max_rows, got {self.min_rows}, "
-                             f"{self.max_rows}")
-        if not 0 < self.min_train_fraction <= self.max_train_fraction < 1:
-            raise ValueError("need 0 < min_train_fraction <= max_train_fraction < 1, got "
-                             f"{self.min_train_fraction}, {self.max_train_fraction}")
-        if not 0 <= self.p_regression <= 1:
-            raise ValueError(f"p_regression must be in [0, 1], got {self.p_regression}")
-        if not 1 <= self.width_groups <= self.batch_size:
-            raise ValueError(f"width_groups must be in [1, batch_size], got "
-                             f"{self.width_groups}")
-
-
-@dataclass
-class OptimConfig:
-    """AdamW with linear warmup then cosine decay to ``min_lr_ratio * lr``: the standard
-    transformer recipe; warmup keeps early Adam steps from blowing up attention logits."""
-
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.99
-    warmup_steps: int = 200
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-
-
-@dataclass
-class RunConfig:
-    steps: int = 10_000
-    seed: int = 0
-    device: str = "auto"  # auto: cuda when available
-    bf16: bool = False  # autocast to bfloat16 on CUDA
-    threads: int = 0  # torch CPU threads; 0 leaves torch's default
-    out_dir: str = "runs/default"
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 3
-    val_every: int = 200
-    val_batches: int = 4
-    log_every: int = 10
-    n_borders_batches: int = 16  # prior batches used to place the bar-distribution borders
-
-
-@dataclass
-class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    prior: dict = field(default_factory=lambda: {"scm": {}})
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        parts = {}
-        for f in fields(cls):
-            value = d.get(f.name, {})
-            if f.name == "prior":
-                parts[f.name] = value or {"scm": {}}
-                continue
-            sub = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig,
-                   "run": RunConfig}[f.name]
-            known = {g.name for g in fields(sub)}
-            unknown = set(value) - known
-            if unknown:
-                raise ValueError(f"[{f.name}]: unknown keys {sorted(unknown)}")
-            parts[f.name] = sub(**value)
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown config sections {sorted(unknown)}")
-        return cls(**parts)
-
-    @classmethod
-    def load(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            return cls.from_dict(yaml.safe_load(text) or {})
-        return cls.from_dict(tomllib.loads(text))
+__all__ = ["TrainConfig", "train", "main", "draw_batch", "step_generator", "lr_factor"]
 
 
 def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
@@ -147,8 +70,10 @@ def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + rank * 7_919 + step) % (2**63))
 
 
-def draw_batch(prior, data: DataConfig, g: torch.Generator) -> Batch:
-    n_rows = int(torch.randint(data.min_rows, data.max_rows + 1, (1,), generator=g))
+def draw_batch(prior, data: DataConfig, g: torch.Generator, step: int | None = None
+               ) -> Batch:
+    """One step's batch; ``step`` sets the row curriculum (None: its final row range)."""
+    n_rows = int(torch.randint(data.min_rows, data.max_rows_at(step) + 1, (1,), generator=g))
     frac = data.min_train_fraction + float(torch.rand(1, generator=g)) * (
         data.max_train_fraction - data.min_train_fraction)
     n_train = min(max(2, round(frac * n_rows)), n_rows - 1)
@@ -165,7 +90,7 @@ def batch_loss(model: PFN, batch: Batch, device: torch.device, groups: int = 1
     each cut to its own widest dataset. Datasets never interact inside the model and all
     have the same number of test rows, so the loss is that of one pass over the padded
     batch, while per-cell encoders skip most of the padding of a batch whose widest
-    dataset has 100 columns and whose median one has 10.
+    dataset is far wider than its median one.
     """
     if groups > 1:
         parts = batch.num_features.argsort().chunk(groups)
@@ -213,6 +138,7 @@ def make_borders_from_prior(prior, cfg: TrainConfig) -> torch.Tensor:
 
 
 def lr_factor(step: int, o: OptimConfig, total: int) -> float:
+    """Linear warmup, then cosine decay to ``min_lr_ratio`` at step ``total``."""
     if step < o.warmup_steps:
         return (step + 1) / o.warmup_steps
     t = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
@@ -225,10 +151,57 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def train(cfg: TrainConfig, resume: bool = False, init_from: str | None = None,
-          stop_at: int | None = None, progress: bool = True,
-          dump_params: str | None = None, cpu_minutes: float | None = None) -> Path:
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def resume(cfg: TrainConfig, model: PFN, optimizer: torch.optim.Optimizer,
+           allow_config_change: bool) -> tuple[int, list, list[Path]]:
+    """Restore the newest intact checkpoint of the run; returns (step, config changes so
+    far, newer damaged checkpoints). Step 0 if the run has no checkpoint yet.
+
+    A config that differs from the checkpoint's (beyond where the run executes) is refused
+    unless ``allow_config_change``; then the new config applies in full from this step on.
+    """
+    run_dir = Path(cfg.run.out_dir)
+    ckpt = latest_checkpoint(run_dir, say)
+    if ckpt is None:
+        say(f"--resume: no checkpoint in {run_dir}, starting fresh")
+        return 0, [], []
+    newer = [p for p in list_checkpoints(run_dir) if p.name > ckpt.name]
+    state = json.loads((ckpt / "state.json").read_text())
+    try:
+        old = config_from_dict(state.get("config"))
+    except ValueError as err:
+        raise ValueError(f"checkpoint {ckpt}: its recorded config does not parse: {err}"
+                         ) from err
+    check_architecture(f"checkpoint {ckpt}", old.model, cfg.model)
+    changes = config_changes(config_to_dict(old), config_to_dict(cfg), PLACEMENT_FIELDS)
+    if changes and not allow_config_change:
+        raise ValueError(f"checkpoint {ckpt} was trained with another config: "
+                         + "; ".join(changes) + ". Resume with the same config, or pass "
+                         "--allow-config-change to apply the new one from this step on")
+    state = load_checkpoint(ckpt, model, optimizer)
+    legacy = "" if "format" in state else " (written before manifests: not verified)"
+    say(f"resumed from {ckpt} at step {state['step']}{legacy}")
+    history = state.get("config_changes", [])
+    if changes:
+        say("config changed: " + "; ".join(changes))
+        history = history + [{"step": state["step"], "changes": changes}]
+    return state["step"], history, newer
+
+
+def train(cfg: TrainConfig, *, resume_run: bool = False, init_from: str | None = None,
+          allow_config_change: bool = False, stop_at: int | None = None,
+          progress: bool = True, dump_params: str | None = None,
+          cpu_minutes: float | None = None) -> Path:
     """Run (or continue) pretraining; returns the run directory.
+
+    ``allow_config_change``: resume (or warm start) although the config differs from the
+    checkpoint's. Every field then takes the new value from the resumed step on: the
+    learning rate follows the new schedule as if it had been in force from step 0 (the
+    cosine is recomputed for the new ``run.steps``), batches use the new seed, prior and
+    data settings; only the model weights, Adam moments and step count carry over.
 
     ``cpu_minutes``: stop (with a checkpoint) once this process has used that much CPU
     time, counted from this call; ablations compare designs at equal CPU cost this way,
@@ -253,37 +226,50 @@ def train(cfg: TrainConfig, resume: bool = False, init_from: str | None = None,
     torch.manual_seed(cfg.run.seed)
     run_dir = Path(cfg.run.out_dir)
     master = rank == 0
+    if not resume_run and list_checkpoints(run_dir):
+        raise ValueError(f"run folder {run_dir} already holds checkpoints: pass --resume "
+                         "to continue that run, or choose another --out-dir")
 
-    prior = build_prior(cfg.prior)
+    # ---- model and optimizer ----
+    prior = cfg.prior.build()
     model = PFN(cfg.model, make_borders_from_prior(prior, cfg)).to(device)
-    if init_from:
-        model.load_state_dict(load_model(init_from).state_dict())
     o = cfg.optim
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay,
-                                                              "weight_decay": 0.0}],
-        lr=o.lr, betas=(o.beta1, o.beta2))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, o, cfg.run.steps))
-    start, history = 0, []
-    ckpts = list_checkpoints(run_dir)
-    if resume and ckpts:
-        state = load_checkpoint(ckpts[-1], model, optimizer, scheduler)
-        start, history = state["step"], state.get("history", [])
-        if master:
-            print(f"resumed from {ckpts[-1]} at step {start}", file=sys.stderr)
-    elif resume and master:
-        print(f"--resume: no checkpoint in {run_dir}, starting fresh", file=sys.stderr)
+        [{"params": decay, "weight_decay": o.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=(o.beta1, o.beta2))
+    start, changes, damaged = 0, [], []
+    if resume_run:
+        start, changes, damaged = resume(cfg, model, optimizer, allow_config_change)
+    if start > 0 and init_from:
+        say(f"--init-from {init_from} ignored: the run resumed from its checkpoint")
+    if start == 0 and init_from:
+        weights = read_model_file(init_from)
+        check_architecture(f"model file {init_from}", weights.config, cfg.model)
+        if weights.config != cfg.model and not allow_config_change:
+            raise ValueError(f"model file {init_from} has model config "
+                             f"{describe(weights.config)}, the run's config has "
+                             f"{describe(cfg.model)}; pass --allow-config-change to "
+                             "warm-start across them")
+        model.load_state_dict(weights.tensors)
+        say(f"warm start from {init_from} (sha256 {weights.sha256[:16]}"
+            f"{'' if weights.verified else ', unverified: format 1'})")
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         # Each step trains one head (classification or regression), and ranks may draw
         # different tasks, so some parameters get no gradient on some ranks.
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
-                    find_unused_parameters=True)
+                    find_unused_parameters=True)  # also a barrier: every rank has resumed
     core = getattr(model, "module", model)
+    if master:
+        for ckpt in damaged:
+            say(f"set aside damaged checkpoint {ckpt} as {set_aside(ckpt).name}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / "config.json.tmp"
+        tmp.write_text(json.dumps(config_to_dict(cfg), indent=1))
+        os.replace(tmp, run_dir / "config.json")
 
     val = [draw_batch(prior, cfg.data, step_generator(cfg.run.seed + 999, 0, i))
            for i in range(cfg.run.val_batches)]
@@ -299,73 +285,47 @@ def train(cfg: TrainConfig, resume: bool = False, init_from: str | None = None,
         core.train()
         return {f"val_{k}": sum(v) / len(v) for k, v in out.items() if v}
 
-    log_path = run_dir / "log.csv"
-    if master:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(__import__("json").dumps(config_dict(cfg),
-                                                                      indent=1))
-    bar_ = None
-    if master and progress:
-        from tqdm import tqdm
+    def checkpoint(step: int) -> None:
+        save_checkpoint(run_dir, step, core, optimizer,
+                        {"config": config_to_dict(cfg), "config_changes": changes},
+                        keep=cfg.run.keep_checkpoints)
+        save_model(core, run_dir / "model.safetensors")
+        log.plot()
 
-        bar_ = tqdm(total=cfg.run.steps, initial=start, dynamic_ncols=True, file=sys.stderr)
-    writer = _tensorboard(run_dir) if master else None
+    # ---- the loop ----
     end = cfg.run.steps if stop_at is None else min(stop_at, cfg.run.steps)
-    t0, seen, losses = time.time(), 0, []
+    log = TrainLog(run_dir, start, cfg.run.steps, enabled=master, progress=progress)
     cpu0 = time.process_time()
     model.train()
     for step in range(start, end):
-        if cpu_minutes is not None and time.process_time() - cpu0 >= 60 * cpu_minutes:
-            # Out of CPU budget: checkpoint this step unless the loop just did.
+        if cpu_minutes is not None and out_of_cpu(cpu0, cpu_minutes, world):
             if master and step > start and step % cfg.run.checkpoint_every:
-                save_checkpoint(run_dir, step, core, optimizer, scheduler,
-                                {"history": history[-2000:], "config": config_dict(cfg)},
-                                keep=cfg.run.keep_checkpoints)
-                save_model(core, run_dir / "model.safetensors")
+                checkpoint(step)  # unless the loop just wrote this step's checkpoint
             break
-        batch = draw_batch(prior, cfg.data, step_generator(cfg.run.seed, rank, step))
+        lr = o.lr * lr_factor(step, o, cfg.run.steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = draw_batch(prior, cfg.data, step_generator(cfg.run.seed, rank, step), step)
         with autocast:
             loss = batch_loss(model, batch, device, cfg.data.width_groups)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
         optimizer.step()
-        scheduler.step()
-        losses.append((batch.task, float(loss.detach())))
-        seen += batch.batch_size * world
+
         done = step + 1
-        row = None
+        log.add(batch.task, float(loss.detach()), batch.batch_size * world)
+        row = {}
         if done % cfg.run.log_every == 0 or done == end:
-            rate = seen / max(time.time() - t0, 1e-9)
-            cls = [v for t, v in losses if t == "classification"]
-            reg = [v for t, v in losses if t == "regression"]
-            row = {"step": done, "lr": scheduler.get_last_lr()[0],
-                   "loss_classification": sum(cls) / len(cls) if cls else "",
-                   "loss_regression": sum(reg) / len(reg) if reg else "",
-                   "datasets_per_s": rate, "time": time.time()}
-            losses = []
-        if done % cfg.run.val_every == 0 or done == end:
-            row = (row or {"step": done}) | validate()
-        if master and row is not None:
-            history.append(row)
-            _append_csv(log_path, row)
-            if writer:
-                for k, v in row.items():
-                    if isinstance(v, float) and k != "time":
-                        writer.add_scalar(k, v, done)
-            if bar_:
-                bar_.set_postfix(loss=f"{float(loss):.3f}",
-                                 ds_s=f"{row.get('datasets_per_s', 0):.1f}")
-        if bar_:
-            bar_.update(1)
+            row |= log.train_row(done, lr)
+        if master and (done % cfg.run.val_every == 0 or done == end):
+            row |= {"step": done} | validate()
+        if row:
+            log.write(row)
         if master and (done % cfg.run.checkpoint_every == 0 or done == end):
-            save_checkpoint(run_dir, done, core, optimizer, scheduler,
-                            {"history": history[-2000:], "config": config_dict(cfg)},
-                            keep=cfg.run.keep_checkpoints)
-            save_model(core, run_dir / "model.safetensors")
-            _plot(history, run_dir / "loss.png")
-    if bar_:
-        bar_.close()
+            checkpoint(done)
+    log.close()
+
     if dump_params:
         from safetensors.torch import save_file
 
@@ -380,62 +340,27 @@ def train(cfg: TrainConfig, resume: bool = False, init_from: str | None = None,
     return run_dir
 
 
-def _append_csv(path: Path, row: dict) -> None:
-    cols = ["step", "lr", "loss_classification", "loss_regression", "datasets_per_s",
-            "val_classification", "val_regression", "time"]
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerow(row)
+def out_of_cpu(cpu0: float, minutes: float, world: int) -> bool:
+    """Whether this process has used ``minutes`` of CPU time since ``cpu0``; under DDP the
+    ranks agree (any rank out of budget stops all), so none waits for a missing step."""
+    spent = time.process_time() - cpu0 >= 60 * minutes
+    if world == 1:
+        return spent
+    import torch.distributed as dist
 
-
-def _tensorboard(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-
-        return SummaryWriter(str(run_dir / "tb"))
-    except Exception:  # tensorboard not installed: the CSV log is enough
-        return None
-
-
-def _plot(history: list[dict], path: Path) -> None:
-    """Loss curves as PNG (skipped without matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, ax = plt.subplots(figsize=(7, 4))
-    values = []
-    for key in ("loss_classification", "loss_regression", "val_classification",
-                "val_regression"):
-        pts = [(r["step"], r[key]) for r in history if isinstance(r.get(key), float)]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), label=key, markersize=3,
-                    marker="o" if key.startswith("val") else None)
-            values += [v for _, v in pts]
-    if values:  # a rare batch with an extreme regression target spikes the loss to ~100
-        values.sort()  # nats: cut the axis above the bulk so the curves stay readable
-        ax.set_ylim(min(0.0, values[0]), 1.5 * values[int(0.99 * (len(values) - 1))])
-    ax.set_xlabel("step")
-    ax.set_ylabel("NLL (nats per test row)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    flag = torch.tensor([float(spent)])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pfn train", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="TOML (or YAML) training config")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest intact checkpoint")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume (or warm start) although the config differs from the "
+                        "checkpoint's; the new config then applies in full")
     p.add_argument("--init-from", help="warm-start weights (a model .safetensors file)")
     p.add_argument("--out-dir", help="override run.out_dir")
     p.add_argument("--steps", type=int, help="override run.steps")
@@ -447,15 +372,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dump-params", metavar="DIR",
                    help="each rank saves its final weights to DIR/rank{r}.safetensors")
     a = p.parse_args(argv)
-    cfg = TrainConfig.load(a.config)
-    if a.out_dir:
-        cfg.run.out_dir = a.out_dir
-    if a.steps:
-        cfg.run.steps = a.steps
-    if a.threads:
-        cfg.run.threads = a.threads
-    train(cfg, resume=a.resume, init_from=a.init_from, stop_at=a.stop_at,
-          progress=not a.no_progress, dump_params=a.dump_params, cpu_minutes=a.cpu_minutes)
+    try:
+        cfg = with_run(load_config(a.config), out_dir=a.out_dir, steps=a.steps,
+                       threads=a.threads)
+        train(cfg, resume_run=a.resume, init_from=a.init_from,
+              allow_config_change=a.allow_config_change, stop_at=a.stop_at,
+              progress=not a.no_progress, dump_params=a.dump_params,
+              cpu_minutes=a.cpu_minutes)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"pfn train: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,9 @@ import torch
 from safetensors.torch import load_file
 
 from pfn.checkpoint import list_checkpoints, load_checkpoint, load_model
-from pfn.train import TrainConfig, draw_batch, main, make_borders_from_prior, step_generator
-from priors import build_prior
+from pfn.config import TrainConfig, load_config
+from pfn.train import draw_batch, main, make_borders_from_prior, step_generator
+from pfn.train_log import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +39,7 @@ batch_size = {batch_size}
 min_rows = 32
 max_rows = 64
 p_regression = {p_regression}
+{data_extra}
 
 [optim]
 lr = {lr}
@@ -75,7 +78,7 @@ noise = { low = 1e-4, high = 1e-3, log = true }
 def write_config(tmp_path: Path, name: str = "tiny.toml", **overrides) -> Path:
     values = {"prior": SCM, "batch_size": 4, "p_regression": 0.5, "lr": 1e-3, "steps": 12,
               "out_dir": tmp_path / "run", "checkpoint_every": 4, "val_every": 4,
-              "val_batches": 2} | overrides
+              "val_batches": 2, "data_extra": ""} | overrides
     path = tmp_path / name
     path.write_text(TINY.format(**values))
     return path
@@ -107,18 +110,33 @@ def test_resume_gives_identical_weights(tmp_path: Path) -> None:
     # The log continues where it stopped: every logged step exactly once.
     steps = [line.split(",")[0] for line in (split / "log.csv").read_text().splitlines()[1:]]
     assert steps == [str(s) for s in range(2, 13, 2)]
+    for row in read_log(split / "log.csv"):  # every row has a loss and the step's lr
+        assert row["lr"] > 0 and ("loss_classification" in row or "loss_regression" in row)
+    keys = ("step", "lr", "loss_classification", "loss_regression")
+    training = [[r.get(k) for k in keys] for r in read_log(split / "log.csv")]
+    assert training == [[r.get(k) for k in keys] for r in read_log(straight / "log.csv")]
+
+
+def test_row_curriculum_resumes_exactly(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, steps=6, checkpoint_every=3, val_every=6, val_batches=1,
+                       data_extra="rows_ramp_steps = 6\nrows_ramp_start = 32")
+    assert load_config(cfg).data.max_rows_at(0) == 32
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    main(["--config", str(cfg), "--out-dir", str(straight), "--no-progress"])
+    main(["--config", str(cfg), "--out-dir", str(split), "--stop-at", "3", "--no-progress"])
+    main(["--config", str(cfg), "--out-dir", str(split), "--resume", "--no-progress"])
+    assert_same_weights(weights(straight), weights(split))
 
 
 def _restore(ckpt: Path, cfg: TrainConfig) -> dict:
-    """Load a checkpoint the way train() does (model file + optimizer + scheduler)."""
+    """Load a checkpoint the way train() does (model weights + optimizer state)."""
     model = load_model(ckpt / "model.safetensors")
     assert model.cfg == cfg.model
     opt = torch.optim.AdamW([{"params": [p for p in model.parameters() if p.ndim >= 2]},
                              {"params": [p for p in model.parameters() if p.ndim < 2]}])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     rng = torch.get_rng_state()
     try:
-        return load_checkpoint(ckpt, model, opt, sched)
+        return load_checkpoint(ckpt, model, opt)
     finally:
         torch.set_rng_state(rng)
 
@@ -129,7 +147,7 @@ def test_sigkill_leaves_a_loadable_checkpoint(tmp_path: Path, kills: int) -> Non
     the newest checkpoint loads and a resumed run continues from it."""
     cfg_path = write_config(tmp_path, steps=100_000, checkpoint_every=1, val_every=10_000,
                             val_batches=1)
-    cfg = TrainConfig.load(cfg_path)
+    cfg = load_config(cfg_path)
     run = tmp_path / "run"
     rng = random.Random(kills)
     cmd = [sys.executable, "-m", "pfn.train", "--config", str(cfg_path), "--no-progress",
@@ -160,6 +178,11 @@ def test_sigkill_leaves_a_loadable_checkpoint(tmp_path: Path, kills: int) -> Non
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"at step {last}" in out.stderr
     assert list_checkpoints(run)[-1].name == f"step-{last + 2:08d}"
+    # Rows logged after the last checkpoint before a kill were cut: every step once (even
+    # steps, log_every = 2, and the last step, where the run stopped).
+    steps = [int(line.split(",")[0])
+             for line in (run / "log.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(range(2, last + 3, 2)) | {last + 2})
 
 
 def test_ddp_ranks_stay_in_sync(tmp_path: Path) -> None:
@@ -191,7 +214,7 @@ def test_ddp_ranks_stay_in_sync(tmp_path: Path) -> None:
 def trivial_loss(cfg: TrainConfig) -> float:
     """Entropy of the training rows' class frequencies, averaged over the validation batches:
     the loss of a predictor that ignores the features."""
-    prior = build_prior(cfg.prior)
+    prior = cfg.prior.build()
     values = []
     for i in range(cfg.run.val_batches):
         b = draw_batch(prior, cfg.data, step_generator(cfg.run.seed + 999, 0, i))
@@ -211,17 +234,19 @@ def test_tiny_model_learns(tmp_path: Path) -> None:
     rows = (run / "log.csv").read_text().splitlines()
     header, last = rows[0].split(","), rows[-1].split(",")
     val = float(last[header.index("val_classification")])
-    trivial = trivial_loss(TrainConfig.load(cfg_path))
+    trivial = trivial_loss(load_config(cfg_path))
     assert val < 0.85 * trivial, (val, trivial)  # measured: 0.79 vs 1.06
 
 
 def test_borders_match_the_targets_trained_on(tmp_path: Path) -> None:
     """Each outer bucket holds ~1/K of the standardised test targets of training batches,
     also when training parts are small (heavy-tailed standardised targets)."""
-    cfg = TrainConfig.load(write_config(tmp_path, prior=EASY_GP, p_regression=1.0))
-    cfg.data.min_train_fraction, cfg.data.max_train_fraction = 0.05, 0.2
-    cfg.data.batch_size, cfg.run.n_borders_batches, cfg.model.n_buckets = 16, 32, 20
-    prior = build_prior(cfg.prior)
+    cfg = load_config(write_config(tmp_path, prior=EASY_GP, p_regression=1.0))
+    cfg = replace(cfg, data=replace(cfg.data, min_train_fraction=0.05, max_train_fraction=0.2,
+                                    batch_size=16),
+                  run=replace(cfg.run, n_borders_batches=32),
+                  model=replace(cfg.model, n_buckets=20))
+    prior = cfg.prior.build()
     borders = make_borders_from_prior(prior, cfg)
     outer = []
     for i in range(32):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pfn.config import DataConfig
 from pfn.model import PFN, ModelConfig
-from pfn.train import DataConfig, batch_loss
+from pfn.train import batch_loss
 from priors import build_prior
 
 
