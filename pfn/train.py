@@ -15,7 +15,6 @@ validation, logging and checkpoints.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import os
@@ -406,7 +405,9 @@ def _plot(history: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="pfn train", description=__doc__.split("\n\n")[0])
+    from pfn.cli import CommandParser  # usage errors in one line, as every pfn command
+
+    p = CommandParser(prog="pfn train", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="TOML (or YAML) training config")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--init-from", help="warm-start weights (a model .safetensors file)")
