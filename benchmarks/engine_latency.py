@@ -58,7 +58,7 @@ def worker(engine_name: str, runs: int) -> dict:
             model.predict_proba(x_test)
             return lambda: model.predict_proba(x_test)
     else:
-        from pfn.engine import get_engine
+        from pfn.engines import get_engine
 
         how = "bare engine, one dataset"
         engine = get_engine(engine_name)

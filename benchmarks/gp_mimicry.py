@@ -30,6 +30,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern, WhiteKernel
 
 from pfn import bar
+from pfn.bar_distribution import BarDistribution
 from pfn.checkpoint import load_model
 from pfn.config import load_config
 from pfn.model import PFN
@@ -114,9 +115,9 @@ def plot(model: PFN, cfg: GPConfig, path: str, n_train: int = 8, seed: int = HEL
     x, y = sample_dataset(one_d, n_train, 1, seed)
     grid = torch.linspace(0, 1, 300).unsqueeze(1)
     logits, borders = pfn_predict(model, torch.cat([x[:n_train], grid]), y[:n_train])
-    p_mean = bar.mean(logits, borders)
-    p_lo = bar.quantile(logits, borders, 0.025)
-    p_hi = bar.quantile(logits, borders, 0.975)
+    dist = BarDistribution.from_logits(logits.double().numpy(), borders.double().numpy())
+    p_mean = dist.mean()
+    p_lo, p_hi = dist.quantile([0.025, 0.975]).T
     gp = exact_gp(one_d).fit(x[:n_train].double().numpy(), y[:n_train].double().numpy())
     g_mean, g_sd = gp.predict(grid.double().numpy(), return_std=True)
     gx = grid[:, 0].numpy()
@@ -124,9 +125,9 @@ def plot(model: PFN, cfg: GPConfig, path: str, n_train: int = 8, seed: int = HEL
     ax.fill_between(gx, g_mean - 1.96 * g_sd, g_mean + 1.96 * g_sd, color="tab:blue",
                     alpha=0.2, label="exact GP 95%")
     ax.plot(gx, g_mean, color="tab:blue", label="exact GP mean")
-    ax.plot(gx, p_lo.numpy(), color="tab:orange", ls="--", lw=1, label="PFN 95%")
-    ax.plot(gx, p_hi.numpy(), color="tab:orange", ls="--", lw=1)
-    ax.plot(gx, p_mean.numpy(), color="tab:orange", label="PFN mean")
+    ax.plot(gx, p_lo, color="tab:orange", ls="--", lw=1, label="PFN 95%")
+    ax.plot(gx, p_hi, color="tab:orange", ls="--", lw=1)
+    ax.plot(gx, p_mean, color="tab:orange", label="PFN mean")
     ax.scatter(x[:n_train, 0].numpy(), y[:n_train].numpy(), color="k", zorder=3,
                label="training points")
     ax.set_xlabel("x")

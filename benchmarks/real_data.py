@@ -61,7 +61,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASETS = ROOT.parent / "shared" / "datasets"
 ALL_MODELS = ["logreg", "rf", "hgb", "xgb", "lgbm", "ours"]
 # Variants of ours, run on request (``--models ours,ours_int8``) to measure what an engine or
-# the int8 graphs (``pfn export --int8``) change; not part of the default comparison.
+# the int8 graphs (``pfn ship --int8``, or ``pfn export --int8`` with --int8-prefix) change;
+# not part of the default comparison.
 VARIANTS = {"ours_torch": {"engine": "torch"},
             "ours_onnx": {"engine": "onnx"},
             "ours_int8": {"engine": "onnx",

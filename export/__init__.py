@@ -1,10 +1,10 @@
-"""Export to ONNX (``export.onnx``, needs torch) and run it anywhere (``export.runtime``,
-numpy + onnxruntime only). Names are imported lazily so ``import export.runtime`` never
-pulls in torch."""
+"""Checkpoint -> ONNX conversion (``export.onnx``, needs the ``train`` extra), int8 variants
+and ``pfn ship``. Running the graphs is :mod:`pfn.engines.onnx_engine`'s job; this package
+imports ``pfn``, never the reverse."""
 
 from __future__ import annotations
 
-__all__ = ["export_onnx", "OnnxEngine"]
+__all__ = ["export_onnx"]
 
 
 def __getattr__(name: str):
@@ -12,8 +12,4 @@ def __getattr__(name: str):
         from export.onnx import export_onnx
 
         return export_onnx
-    if name == "OnnxEngine":
-        from export.runtime import OnnxEngine
-
-        return OnnxEngine
     raise AttributeError(f"module 'export' has no attribute {name!r}")

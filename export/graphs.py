@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from export.runtime import KINDS
+from pfn.artifacts import KINDS
 from pfn.model import PFN
 
 

@@ -22,7 +22,7 @@ import torch
 from onnx import numpy_helper
 
 from export.graphs import dynamic_shapes, graph_spec
-from export.runtime import KINDS, TASKS, graph_path
+from pfn.artifacts import KINDS, TASKS, check_task, graph_path
 from pfn.checkpoint import load_model
 from pfn.model import PFN
 
@@ -86,8 +86,7 @@ def _expand_fp16(proto: onnx.ModelProto) -> None:
 def export_graph(model: PFN, task: str, kind: str, path: str | Path,
                  metadata: dict[str, str]) -> Path:
     """Write one graph (``kind`` "full", "fit" or "predict") of ``model`` to ``path``."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    check_task(task)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = graph_spec(model.eval(), task, kind)
@@ -112,16 +111,53 @@ def export_graph(model: PFN, task: str, kind: str, path: str | Path,
         for dim, name in zip(v.type.tensor_type.shape.dim, spec.axes[v.name], strict=True):
             if not dim.HasField("dim_value"):
                 dim.dim_param = name
+    _strip_debug_info(proto)
     _store_exact_fp16(proto)
-    meta = {**metadata, "task": task, "graph": kind}
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
+    _set_metadata(proto, {**metadata, "task": task, "graph": kind})
     onnx.checker.check_model(proto, full_check=True)
+    _save_atomic(proto, path)
+    return path
+
+
+def _strip_debug_info(proto: onnx.ModelProto) -> None:
+    """Drop the exporter's debugging annotations, in place, so an export is reproducible.
+
+    The dynamo exporter annotates every node, value and the graph with doc strings and
+    metadata: Python stack traces with the absolute paths of the exporting checkout, FX
+    node text, module hierarchies. None of it affects computation, but it made two exports
+    of the same weights from two checkouts differ in bytes.
+    """
+    def strip(graph) -> None:  # a GraphProto or FunctionProto, and their subgraphs
+        graph.doc_string = ""
+        del graph.metadata_props[:]
+        for node in graph.node:
+            node.doc_string = ""
+            del node.metadata_props[:]
+            for attr in node.attribute:
+                for sub in (attr.g, *attr.graphs) if attr.HasField("g") else attr.graphs:
+                    strip(sub)
+        for value in (*getattr(graph, "input", ()), *getattr(graph, "output", ()),
+                      *getattr(graph, "value_info", ()), *getattr(graph, "initializer", ())):
+            if not isinstance(value, str):  # a FunctionProto's inputs are names
+                value.doc_string = ""
+                del value.metadata_props[:]
+
+    for graph in (proto.graph, *proto.functions):
+        strip(graph)
+    proto.doc_string = ""
+
+
+def _set_metadata(proto: onnx.ModelProto, meta: dict[str, str]) -> None:
+    """Replace the model's metadata_props by ``meta``, keys sorted (stable bytes)."""
+    del proto.metadata_props[:]
+    for key in sorted(meta):
+        proto.metadata_props.add(key=key, value=meta[key])
+
+
+def _save_atomic(proto: onnx.ModelProto, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     onnx.save_model(proto, str(tmp))
     tmp.replace(path)
-    return path
 
 
 def export_onnx(checkpoint: str | Path, out_prefix: str | Path,
@@ -130,7 +166,9 @@ def export_onnx(checkpoint: str | Path, out_prefix: str | Path,
     """Export a model file to ``<out_prefix>.<task>[.<kind>].onnx``; return the paths.
 
     checkpoint: a model file written by :func:`pfn.checkpoint.save_model`. Keys of the
-    result: ``"classification"`` (full graph), ``"classification.fit"``, and so on.
+    result: ``"classification"`` (full graph), ``"classification.fit"``, and so on. The
+    metadata names the weights by content (``source_sha256``), not by file name or time, so
+    exporting the same weights again gives the same bytes.
     """
     checkpoint = Path(checkpoint)
     model = load_model(checkpoint)
@@ -138,7 +176,7 @@ def export_onnx(checkpoint: str | Path, out_prefix: str | Path,
     metadata = {"config": cfg.to_json(), "max_classes": str(cfg.max_classes),
                 "max_features": str(cfg.max_features), "n_buckets": str(cfg.n_buckets),
                 "export_version": EXPORT_VERSION, "source_sha256": file_sha256(checkpoint),
-                "source_file": checkpoint.name, "torch_version": torch.__version__}
+                "torch_version": torch.__version__}
     return {task if kind == "full" else f"{task}.{kind}":
             export_graph(model, task, kind, graph_path(out_prefix, task, kind), metadata)
             for task in tasks for kind in kinds}
@@ -174,13 +212,11 @@ def quantize_int8(src: str | Path, dst: str | Path) -> Path:
         root.setLevel(level)
         expanded.unlink(missing_ok=True)
     proto = onnx.load(str(tmp))
-    meta = {**read_metadata(src), "quantization": "int8-dynamic"}
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
+    tmp.unlink()
+    _strip_debug_info(proto)
+    _set_metadata(proto, {**read_metadata(src), "quantization": "int8-dynamic"})
     onnx.checker.check_model(proto)
-    onnx.save_model(proto, str(tmp))
-    tmp.replace(dst)
+    _save_atomic(proto, dst)
     return dst
 
 

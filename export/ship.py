@@ -1,40 +1,62 @@
-"""``pfn ship``: make a trained model the package's default, weights and ONNX graphs together.
+"""``pfn ship``: make a trained model the shipped default (needs the train extra).
 
     pfn ship ~/runs/default/model.safetensors
 
-writes ``pfn/weights/default.safetensors`` in float16 (half the size; the bar-distribution
-borders stay float32) and re-exports ``pfn/weights/default.TASK[.fit|.predict].onnx`` from
-exactly that file, so the graphs' ``source_sha256`` matches the shipped weights (a test
-checks it). The ONNX graphs are exported from the float16 weights (and store them as
-float16, losslessly), so both engines compute with the same numbers.
+writes ``pfn/weights/default.safetensors`` in float16 (the bar-distribution borders stay
+float32) and re-exports ``pfn/weights/default.TASK[.fit|.predict].onnx`` from exactly that
+file, so the graphs' ``source_sha256`` matches the shipped weights (a test checks it). The
+ONNX graphs are exported from the float16 weights (and store them as float16, losslessly),
+so both engines compute with the same numbers. This is the only command that writes into
+the package's weights folder, and it says so on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "pfn" / "weights"
+from pfn.artifacts import DEFAULT_PREFIX, TASKS
+from pfn.cli import CommandParser, UsageError, run_command, summary
+from pfn.extras import require
+
+
+def build_parser() -> CommandParser:
+    ap = CommandParser(prog="pfn ship", description=summary(__doc__),
+                       epilog=__doc__.split("\n\n", 1)[1],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="a model file (e.g. RUN_DIR/model.safetensors)")
+    ap.add_argument("--out-dir", default=str(DEFAULT_PREFIX.parent),
+                    help="default: the package's weights folder")
+    ap.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    ap.add_argument("--int8", action="store_true", help="also write the int8 ONNX variants")
+    return ap
+
+
+def _ship(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if not Path(args.model).is_file():
+        raise UsageError(f"model file not found: {args.model}")
+    require("torch", "onnx", "onnxscript", what="pfn ship")
+    import torch
+
+    from export.cli import write_graphs
+    from pfn.checkpoint import load_model, save_model
+
+    prefix = Path(args.out_dir) / DEFAULT_PREFIX.name
+    weights = prefix.with_name(prefix.name + ".safetensors")
+    print(f"pfn ship: replacing the shipped model in {prefix.parent}: {weights.name} and its "
+          "ONNX graphs", file=sys.stderr)
+    save_model(load_model(args.model), weights, dtype=getattr(torch, args.dtype))
+    print(f"weights: {weights} ({weights.stat().st_size / 1e6:.1f} MB, {args.dtype})",
+          file=sys.stderr)
+    write_graphs(weights, prefix, TASKS, args.int8)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="pfn ship", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", help="a model file (e.g. RUN_DIR/model.safetensors)")
-    ap.add_argument("--out-dir", default=str(WEIGHTS), help="default: the package's weights/")
-    ap.add_argument("--dtype", choices=["float16", "float32"], default="float16")
-    ap.add_argument("--int8", action="store_true", help="also write the int8 ONNX variant")
-    args = ap.parse_args(argv)
-
-    import torch
-
-    from export.cli import main as export_main
-    from pfn.checkpoint import load_model, save_model
-
-    out = Path(args.out_dir) / "default.safetensors"
-    save_model(load_model(args.model), out, dtype=getattr(torch, args.dtype))
-    print(f"weights: {out} ({out.stat().st_size / 1e6:.1f} MB, {args.dtype})")
-    return export_main(["--checkpoint", str(out)] + (["--int8"] if args.int8 else []))
+    return run_command("pfn ship", _ship, sys.argv[1:] if argv is None else argv,
+                       user_errors=(OSError, ValueError))
 
 
 if __name__ == "__main__":

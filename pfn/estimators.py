@@ -26,7 +26,6 @@ Limits of the network, handled without errors:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +34,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
-from pfn import bar
-from pfn.engine import get_engine, resolve_engine_name
+from pfn.bar_distribution import BarDistribution
+from pfn.engines import get_engine, resolve_engine_name
 from pfn.preprocessing import (
     DEFAULT_TRANSFORMS,
     TRANSFORMS,
@@ -64,9 +63,6 @@ def _check_names(est: BaseEstimator, X, reset: bool) -> None:
     else:  # pragma: no cover
         est._check_n_features(X, reset=reset)
         est._check_feature_names(X, reset=reset)
-
-
-TAIL_MARGIN = 0.5  # regression: outer tails end within 0.5 target ranges beyond the targets
 
 
 class _PFNBase(BaseEstimator):
@@ -218,32 +214,6 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         return self.classes_[self.predict_proba(X).argmax(1)]
 
 
-@dataclass
-class BarDistribution:
-    """Predictive distributions of n rows: bucket probabilities (n, K) over borders (K + 1,)."""
-
-    probs: np.ndarray
-    borders: np.ndarray
-
-    def mean(self) -> np.ndarray:
-        return bar.mean_np(self.probs, self.borders)
-
-    def median(self) -> np.ndarray:
-        return bar.median_np(self.probs, self.borders)
-
-    def mode(self) -> np.ndarray:
-        return bar.mode_np(self.probs, self.borders)
-
-    def quantile(self, q) -> np.ndarray:
-        """Quantiles (n, len(q)) for levels q in (0, 1)."""
-        q = np.atleast_1d(np.asarray(q, dtype=np.float64))
-        return bar.quantile_np(self.probs[:, None, :], self.borders, q[None, :])
-
-    def log_prob(self, y) -> np.ndarray:
-        """Log-density (n,) of targets y (n,)."""
-        return bar.log_prob_np(self.probs, self.borders, np.asarray(y, dtype=np.float64))
-
-
 class PFNRegressor(RegressorMixin, _PFNBase):
     """Regressor by in-context learning; predicts a bar distribution per row.
 
@@ -287,23 +257,13 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         buckets); :meth:`predict` and :meth:`predict_quantiles` reduce chunk by chunk.
         """
         for out in self._engine_outputs(X):
-            p = bar.softmax_np(out["logits"])  # (B, T, K)
-            b = np.asarray(out["borders"], dtype=np.float64)  # (B, K + 1)
-            common = b.mean(0)  # an affine map of the model's borders, as each b is
-            if not np.allclose(b, common[None], rtol=1e-6, atol=1e-9):
-                p = bar.rebin_np(p, b[:, None, :], common)  # members saw other rows
-            # The support's outer tails end within TAIL_MARGIN target ranges of the training
-            # targets (see bar.clip_outer_borders_np for why).
-            span = max(self.y_max_ - self.y_min_, self.y_std_)
-            borders = bar.clip_outer_borders_np(common * self.y_std_ + self.y_mean_,
-                                                self.y_min_ - TAIL_MARGIN * span,
-                                                self.y_max_ + TAIL_MARGIN * span)
-            yield BarDistribution(p.mean(0), borders)
+            dist = BarDistribution.mixture(out["logits"], out["borders"])
+            yield dist.affine(self.y_std_, self.y_mean_).clip_tails(self.y_min_, self.y_max_,
+                                                                    self.y_std_)
 
     def predict_distribution(self, X) -> BarDistribution:
         """The ensemble's predictive distribution for every row, in the units of y."""
-        parts = list(self.iter_distributions(X))
-        return BarDistribution(np.concatenate([d.probs for d in parts]), parts[0].borders)
+        return BarDistribution.concatenate(list(self.iter_distributions(X)))
 
     def predict(self, X) -> np.ndarray:
         """The ``output`` summary ("mean", "median" or "mode") per row (n_samples,)."""

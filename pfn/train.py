@@ -23,7 +23,6 @@ validation and checkpoints. Configuration lives in :mod:`pfn.config`, logs and p
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -354,7 +353,9 @@ def out_of_cpu(cpu0: float, minutes: float, world: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="pfn train", description=__doc__.split("\n\n")[0])
+    from pfn.cli import CommandParser  # usage errors in one line, as every pfn command
+
+    p = CommandParser(prog="pfn train", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="TOML (or YAML) training config")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest intact checkpoint")

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from export.cli import main as export_main
-from export.runtime import OnnxEngine
 from pfn.checkpoint import load_model, save_model
+from pfn.engines.onnx_engine import OnnxEngine
 from pfn.model import PFN, ModelConfig
 
 ATOL = 1e-4

@@ -15,9 +15,9 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pfn import PFNClassifier, PFNRegressor, bar
-from pfn.engine import _onnx_available, resolve_engine_name
-from pfn.estimators import TAIL_MARGIN
+from pfn import PFNClassifier, PFNRegressor
+from pfn.bar_distribution import BarDistribution
+from pfn.engines import onnx_available, resolve_engine_name
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = dict(engine="torch", n_estimators=2)
@@ -29,61 +29,6 @@ def _data(n=80, f=4, classes=3, seed=0):
     cuts = np.quantile(X[:, 0], np.linspace(0, 1, classes + 1)[1:-1])
     y = np.digitize(X[:, 0] + 0.3 * X[:, 1], cuts)
     return X, y
-
-
-# ----- numpy bar distribution == torch bar distribution ---------------------------------------
-def _bar_setup(seed=0):
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    borders = bar.make_borders(torch.randn(50_000, generator=g) ** 3, 30)
-    logits = 2 * torch.randn(5, 30, generator=g)
-    logits[:, 0] = logits[:, -1] = 1.0  # mass in both tails
-    borders = borders.unsqueeze(0) * (torch.rand(5, 1, generator=g) * 5 + 0.1) \
-        + torch.randn(5, 1, generator=g)
-    return logits, borders, bar.softmax_np(logits.numpy()), borders.double().numpy()
-
-
-def test_numpy_bar_functions_match_torch():
-    import torch
-
-    logits, borders, p, b = _bar_setup()
-    scale = np.abs(b[:, -1] - b[:, 0])  # float32 torch vs float64 numpy: relative tolerance
-    for np_fn, t_fn in ((bar.mean_np, bar.mean), (bar.median_np, bar.median),
-                        (bar.mode_np, bar.mode)):
-        np.testing.assert_allclose(np_fn(p, b), t_fn(logits, borders).numpy(),
-                                   atol=1e-5 * scale.max())
-    for q in (0.001, 0.05, 0.5, 0.95, 0.999):
-        np.testing.assert_allclose(bar.quantile_np(p, b, q),
-                                   bar.quantile(logits, borders, q).numpy(),
-                                   atol=1e-5 * scale.max())
-    y = torch.tensor([-100.0, 0.0, 1.0, 3.0, 500.0])  # both tails and the inside
-    np.testing.assert_allclose(bar.log_prob_np(p, b, y.numpy()),
-                               bar.log_prob(logits, borders, y).numpy(), rtol=1e-4, atol=1e-4)
-
-
-def test_cdf_inverts_quantile_and_rebinning_keeps_the_distribution():
-    _, _, p, b = _bar_setup(1)
-    q = np.array([0.01, 0.2, 0.5, 0.8, 0.99])
-    points = bar.quantile_np(p[:, None, :], b[:, None, :], q[None, :])  # (5, 5)
-    np.testing.assert_allclose(bar.cdf_np(p, b, points), np.broadcast_to(q, (5, 5)), atol=1e-9)
-    np.testing.assert_allclose(bar.rebin_np(p, b, b), p, atol=1e-12)
-    # Splitting every bucket in two keeps the distribution exactly (away from the tails).
-    mids = (b[:, 1:] + b[:, :-1]) / 2
-    fine = np.empty((5, 61))
-    fine[:, 0::2], fine[:, 1::2] = b, mids
-    p_fine = bar.rebin_np(p, b, fine)
-    np.testing.assert_allclose(p_fine.sum(-1), 1.0)
-    inner = points[:, 1:4]
-    np.testing.assert_allclose(bar.cdf_np(p_fine, fine, inner), bar.cdf_np(p, b, inner),
-                               atol=1e-9)
-    # Shifted borders (as members on other rows give): mass kept, mean moves less than a
-    # bucket's width.
-    shifted = b * 1.01 + 0.002 * (b[:, -1:] - b[:, :1])
-    p2 = bar.rebin_np(p, b, shifted)
-    np.testing.assert_allclose(p2.sum(-1), 1.0)
-    width = np.diff(b[:, 1:-1], axis=-1).max(-1)
-    assert (np.abs(bar.mean_np(p2, shifted) - bar.mean_np(p, b)) < width).all()
 
 
 # ----- classifier -----------------------------------------------------------------------------
@@ -153,10 +98,8 @@ def test_single_member_regressor_equals_the_network_on_raw_targets():
     with torch.no_grad():
         logits = model(torch.tensor(x_all), y_raw, "regression")
         borders = model.scaled_borders(y_raw)[0].double().numpy()
-    span = max(y[:70].max() - y[:70].min(), y[:70].std())
-    borders = bar.clip_outer_borders_np(borders, y[:70].min() - TAIL_MARGIN * span,
-                                        y[:70].max() + TAIL_MARGIN * span)
-    expected = bar.mean_np(bar.softmax_np(logits[0].double().numpy()), borders)
+    dist = BarDistribution.from_logits(logits[0].double().numpy(), borders)
+    expected = dist.clip_tails(y[:70].min(), y[:70].max(), y[:70].std()).mean()
     np.testing.assert_allclose(reg.predict(X[70:]), expected, rtol=1e-5, atol=1e-4)
 
 
@@ -254,7 +197,7 @@ def test_constant_target():
 
 
 # ----- engines --------------------------------------------------------------------------------
-@pytest.mark.skipif(not _onnx_available(), reason="shipped ONNX graphs or onnxruntime missing")
+@pytest.mark.skipif(not onnx_available(), reason="shipped ONNX graphs or onnxruntime missing")
 def test_onnx_engine_matches_torch_engine():
     X, y = _data()
     for cls, target in ((PFNClassifier, y), (PFNRegressor, X[:, 1] * 2.0)):
@@ -264,7 +207,7 @@ def test_onnx_engine_matches_torch_engine():
 
 
 def test_auto_engine_choice():
-    want = "onnx" if _onnx_available() else "torch"
+    want = "onnx" if onnx_available() else "torch"
     assert resolve_engine_name("auto") == want  # the shipped graphs by default
     assert resolve_engine_name("auto", "run/model.safetensors") == "torch"
     assert resolve_engine_name("auto", "out/model") == "onnx"
@@ -282,11 +225,11 @@ def test_estimators_import_without_torch():
             "        if name.split('.')[0] == 'torch':\n"
             "            raise ImportError('torch is blocked in this test')\n"
             "sys.meta_path.insert(0, NoTorch())\n"
-            "import pfn.estimators, pfn.preprocessing, pfn.bar, pfn.engine\n"
+            "import pfn.estimators, pfn.preprocessing, pfn.bar, pfn.engines.onnx_engine\n"
             "from pfn import PFNClassifier, PFNRegressor\n"
-            "from pfn.engine import _onnx_available\n"
+            "from pfn.engines import onnx_available\n"
             "import numpy as np\n"
-            "if _onnx_available():\n"
+            "if onnx_available():\n"
             "    X = np.random.default_rng(0).normal(size=(40, 3))\n"
             "    p = PFNClassifier(engine='auto', n_estimators=1).fit(X, X[:, 0] > 0)\n"
             "    assert p.predict_proba(X).shape == (40, 2)\n"

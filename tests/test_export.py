@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +18,8 @@ from onnx_cases import assert_agree, random_problem
 from shared_data import DATASETS
 
 from export.cli import main as export_main
-from export.runtime import OnnxEngine
 from pfn.checkpoint import load_model
+from pfn.engines.onnx_engine import OnnxEngine
 from pfn.model import PFN, ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +51,7 @@ def test_unused_classes_get_zero_probability(tiny):
 
 
 def test_datasets_run_in_groups_give_the_same_result(tiny, monkeypatch):
-    import export.runtime
+    from pfn.engines import onnx_engine
 
     _, _, prefix = tiny
     engine = OnnxEngine(prefix)
@@ -63,7 +59,7 @@ def test_datasets_run_in_groups_give_the_same_result(tiny, monkeypatch):
     x_train, x_test, y_cls, y_reg = random_problem(rng, 5, 30, 8, 6)
     for y, task in [(y_cls, "classification"), (y_reg, "regression")]:
         whole = engine.predict(engine.fit(x_train, y, task), x_test)
-        monkeypatch.setattr(export.runtime, "SCORES_BUDGET", 1)  # one dataset per call
+        monkeypatch.setattr(onnx_engine, "SCORES_BUDGET", 1)  # one dataset per call
         grouped = engine.predict(engine.fit(x_train, y, task), x_test)
         monkeypatch.undo()
         for key in whole:
@@ -131,7 +127,7 @@ def test_shipped_graphs_match_shipped_weights(shipped):
             path = engine.path(task, kind)
             meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
             assert meta["source_sha256"] == sha, (
-                f"{path.name} was exported from other weights; rerun `pfn export`")
+                f"{path.name} was exported from other weights; rerun `pfn ship`")
             assert meta["config"] == model.cfg.to_json()
     rng = np.random.default_rng(2)
     for b, n, t, f in [(1, 2, 1, 1), (2, 64, 10, 100), (1, 300, 20, 17)]:
@@ -208,85 +204,49 @@ def test_engine_missing_or_corrupt_file_names_path(tmp_path):
         _ = OnnxEngine(tmp_path / "bad").max_classes
 
 
-# ----- without torch ---------------------------------------------------------------------
-BLOCK_TORCH = """
-import importlib.abc, sys
-
-class _NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError(f"{name} is blocked for this test")
-        return None
-
-sys.meta_path.insert(0, _NoTorch())
-"""
-
-
-def run_without_torch(tmp_path: Path, code: str) -> subprocess.CompletedProcess:
-    (tmp_path / "sitecustomize.py").write_text(BLOCK_TORCH)
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-
-
-def test_runtime_works_without_torch(tmp_path):
-    proc = run_without_torch(tmp_path, """
-        import sys
-        try:
-            import torch
-        except ImportError:
-            pass
-        else:
-            raise SystemExit("torch was not blocked")
-        import numpy as np
-        from export.runtime import OnnxEngine
-        engine = OnnxEngine()
-        rng = np.random.default_rng(0)
-        x = rng.normal(size=(1, 30, 4)).astype(np.float32)
-        ctx = engine.fit(x[:, :20], (np.arange(20) % 3)[None], "classification")
-        p = engine.predict(ctx, x[:, 20:])["probs"]
-        assert p.shape == (1, 10, engine.max_classes), p.shape
-        assert np.allclose(p.sum(-1), 1, atol=1e-5)
-        assert "torch" not in sys.modules
-        print("ok")
-    """)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().endswith("ok")
+# ----- reproducible files, where they go -------------------------------------------------
+def test_export_is_byte_reproducible(tiny, tmp_path):
+    """The same weights under another name, exported to another folder: the same bytes."""
+    _, ckpt, prefix = tiny
+    copy = tmp_path / "elsewhere" / "renamed.safetensors"
+    copy.parent.mkdir()
+    copy.write_bytes(ckpt.read_bytes())
+    out = tmp_path / "again" / "other"
+    assert export_main(["--checkpoint", str(copy), "--out-prefix", str(out), "--int8"]) == 0
+    assert export_main(["--checkpoint", str(ckpt), "--out-prefix", str(tmp_path / "m"),
+                        "--int8"]) == 0
+    for task in ("classification", "regression"):
+        for kind in ("", ".fit", ".predict"):
+            name = f".{task}{kind}.onnx"
+            first = Path(f"{prefix}{name}").read_bytes()
+            assert Path(f"{out}{name}").read_bytes() == first, name
+            assert str(ROOT).encode() not in first  # no stack traces of the exporting code
+            assert Path(f"{out}.int8{name}").read_bytes() == \
+                Path(f"{tmp_path / 'm'}.int8{name}").read_bytes(), f"int8{name}"
 
 
-def test_estimator_with_onnx_engine_works_without_torch(tmp_path):
-    if not (ROOT / "pfn" / "estimators.py").is_file():
-        pytest.skip("pfn/estimators.py does not exist yet (estimators are being written)")
-    proc = run_without_torch(tmp_path, """
-        import sys
-        import numpy as np
-        from pfn.estimators import PFNClassifier
-        rng = np.random.default_rng(0)
-        X = rng.normal(size=(60, 4))
-        y = (X[:, 0] > 0).astype(int)
-        p = PFNClassifier(engine="onnx").fit(X, y).predict_proba(X)
-        assert p.shape == (60, 2), p.shape
-        assert np.allclose(p.sum(1), 1, atol=1e-5)
-        assert "torch" not in sys.modules
-        print("ok")
-    """)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().endswith("ok")
+def test_export_refuses_the_weights_folder_and_ship_writes_there(tiny, tmp_path, capsys):
+    _, ckpt, _ = tiny
+    before = {p: p.stat().st_mtime_ns for p in WEIGHTS.iterdir()}
+    assert export_main(["--checkpoint", str(ckpt), "--out-prefix",
+                        str(WEIGHTS / "default")]) == 2
+    assert "only 'pfn ship'" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in WEIGHTS.iterdir()} == before
+    from export.ship import main as ship_main
+
+    assert ship_main([str(ckpt), "--out-dir", str(tmp_path)]) == 0
+    assert "replacing the shipped model" in capsys.readouterr().err
+    shipped = tmp_path / "default.safetensors"
+    sha = hashlib.sha256(shipped.read_bytes()).hexdigest()
+    engine = OnnxEngine(tmp_path / "default")
+    for task in ("classification", "regression"):
+        assert engine.has_split(task)
+        meta = {p.key: p.value for p in onnx.load(str(engine.path(task))).metadata_props}
+        assert meta["source_sha256"] == sha and "source_file" not in meta
 
 
-def test_onnx_engine_does_not_load_installed_torch():
-    """With torch installed, the ONNX path still never imports it (import time, memory)."""
-    code = textwrap.dedent("""
-        import sys
-        import numpy as np
-        from pfn.estimators import PFNClassifier, PFNRegressor
-        X = np.random.default_rng(0).normal(size=(40, 3))
-        PFNClassifier(engine="onnx").fit(X, X[:, 0] > 0).predict_proba(X)
-        PFNRegressor(engine="onnx").fit(X, X[:, 1]).predict(X)
-        print("torch" in sys.modules)
-    """)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "False"
+def test_old_engine_import_still_works_with_a_warning():
+    import export.runtime
+
+    with pytest.warns(DeprecationWarning, match="pfn.engines.onnx_engine"):
+        assert export.runtime.OnnxEngine is OnnxEngine

@@ -9,7 +9,7 @@ import torch
 from onnx_cases import assert_agree, random_problem
 
 from export.cli import main as export_main
-from export.runtime import OnnxEngine
+from pfn.engines.onnx_engine import OnnxEngine
 from pfn.checkpoint import load_model, save_model
 from pfn.model import PFN, ModelConfig
 

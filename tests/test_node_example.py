@@ -1,13 +1,17 @@
-"""examples/node/predict.js gives the probabilities the Python ONNX and torch paths give.
+"""examples/node: the README's commands run as written, and predict.js encodes a table and
+computes the probabilities exactly as the Python side does (one member, no ensemble).
 
-Needs node and npm; installs onnxruntime-node into examples/node/node_modules (git-ignored)
-when it is missing. Skips, saying why, where node/npm are absent or the install fails.
+Needs node and npm. The README's own commands install onnxruntime-node (``npm ci`` into
+examples/node/node_modules, git-ignored); the tests skip, saying why, where node or npm is
+absent or that install fails.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,88 +19,134 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from shared_data import DATASETS
 
-from export.runtime import OnnxEngine
-from pfn.checkpoint import load_model
+from pfn.engines.onnx_engine import OnnxEngine
+from pfn.estimators import PFNClassifier
+from pfn.preprocessing import TableEncoder
+from pfn.table_spec import table_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "node"
-DATASET = DATASETS / "classification" / "MASS_fgl.csv.gz"
-ATOL = 1e-4
+ATOL = 1e-4  # two builds of ONNX Runtime on the same graph
+
+
+def readme_block() -> str:
+    """The README's shell block that runs the Node example."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return next(b for b in blocks if "node predict.js" in b)
 
 
 @pytest.fixture(scope="module")
-def node() -> str:
-    exe, npm = shutil.which("node"), shutil.which("npm")
-    if exe is None or npm is None:
+def readme_output() -> str:
+    """What the README's last Node command prints (after npm's messages), the commands run
+    literally from the repository root."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node or npm is not installed")
-    if not (EXAMPLE / "node_modules" / "onnxruntime-node").is_dir():
-        # The package's install script only fetches optional CUDA binaries (from NuGet);
-        # the CPU binaries ship in the npm tarball, so skip that step.
-        env = {**os.environ, "ONNXRUNTIME_NODE_INSTALL": "skip"}
-        try:
-            proc = subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=EXAMPLE,
-                                  env=env, capture_output=True, text=True, timeout=300)
-        except subprocess.TimeoutExpired:
-            pytest.skip("npm install onnxruntime-node timed out (registry unreachable?)")
-        if proc.returncode != 0:
-            pytest.skip(f"npm install onnxruntime-node failed: {proc.stderr[-500:]}")
-    return exe
+    try:
+        proc = subprocess.run(["bash", "-ec", readme_block()], cwd=ROOT, capture_output=True,
+                              text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        pytest.skip("the README's Node commands timed out (npm registry unreachable?)")
+    if proc.returncode != 0 and not (EXAMPLE / "node_modules" / "onnxruntime-node").is_dir():
+        pytest.skip(f"npm could not install onnxruntime-node: {proc.stderr[-500:]}")
+    assert proc.returncode == 0, proc.stderr
+    n_test = len(pd.read_csv(EXAMPLE / "test.csv"))
+    return "\n".join(proc.stdout.splitlines()[-(n_test + 1):]) + "\n"  # header + rows
 
 
-def run_node(node: str, *args: str) -> pd.DataFrame:
-    proc = subprocess.run([node, str(EXAMPLE / "predict.js"), *args], capture_output=True,
+def run_node(*args: str) -> pd.DataFrame:
+    proc = subprocess.run(["node", str(EXAMPLE / "predict.js"), *args], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return pd.read_csv(io.StringIO(proc.stdout), dtype=float)
 
 
-def python_probs(x_train, labels, x_test) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(class names, ONNX Runtime probs, torch probs) with predict.js's label encoding."""
-    classes, codes = np.unique(labels, return_inverse=True)
-    x_train = x_train.astype(np.float32)[None]
-    y = codes.astype(np.float32)[None]
-    x_test = x_test.astype(np.float32)[None]
+def python_probs(train: pd.DataFrame, test: pd.DataFrame, target: str
+                 ) -> tuple[list[str], np.ndarray]:
+    """(classes, probabilities) of one network pass on the Python side's encoding."""
+    features = [c for c in train.columns if c != target]
+    encoder = TableEncoder().fit(train[features])
+    classes, codes = np.unique(train[target].to_numpy(), return_inverse=True)
     engine = OnnxEngine()
-    onnx_p = engine.predict(engine.fit(x_train, y, "classification"), x_test)["probs"][0]
+    ctx = engine.fit(encoder.transform(train[features])[None], codes[None], "classification")
+    probs = engine.predict(ctx, encoder.transform(test[features])[None])["probs"][0]
+    return [str(c) for c in classes], probs[:, :len(classes)]
+
+
+def test_readme_commands_run_as_written_and_match_python(readme_output):
+    got = pd.read_csv(io.StringIO(readme_output), dtype=float)
+    train, test = pd.read_csv(EXAMPLE / "train.csv"), pd.read_csv(EXAMPLE / "test.csv")
+    assert not pd.api.types.is_numeric_dtype(train["plan"])  # the sample has text columns
+    classes, want = python_probs(train, test, "target")
+    assert list(got.columns) == classes and got.shape == (len(test), len(classes))
+    np.testing.assert_allclose(got.to_numpy(), want, atol=ATOL)
+
+
+def test_encoding_written_by_python_gives_the_same_predictions(readme_output, tmp_path):
+    train = pd.read_csv(EXAMPLE / "train.csv")
+    est = PFNClassifier(n_estimators=1).fit(train.drop(columns="target"), train["target"])
+    (tmp_path / "table.json").write_text(json.dumps(table_spec(est, target="target")))
+    got = run_node(str(EXAMPLE / "train.csv"), str(EXAMPLE / "test.csv"), "--encoder",
+                   str(tmp_path / "table.json"))
+    pd.testing.assert_frame_equal(got, pd.read_csv(io.StringIO(readme_output), dtype=float))
+
+
+def test_categories_booleans_missing_and_unseen_values(readme_output, tmp_path):
+    rng = np.random.default_rng(0)
+    n = 90
+    x = rng.normal(size=(n, 3)) * [1, 10, 100]
+    city = rng.choice(["Zürich", "berlin", "Oslo", "a b"], n).astype(object)
+    flag = rng.random(n) > 0.5
+    y = (x[:, 0] + (city == "Oslo") + rng.normal(size=n) > 0.5).astype(int) + 2 * flag
+    x[rng.random(x.shape) < 0.1] = np.nan
+    city[rng.random(n) < 0.1] = None
+    df = pd.DataFrame({"f0": x[:, 0], "city": city, "f1": x[:, 1], "ok": flag, "f2": x[:, 2],
+                       "label": y})
+    df.loc[70:74, "city"] = "Paris"  # unseen in training: missing, as in Python
+    df.iloc[:60].to_csv(tmp_path / "train.csv", index=False)
+    df.iloc[60:].drop(columns="label").to_csv(tmp_path / "test.csv", index=False)
+    train, test = pd.read_csv(tmp_path / "train.csv"), pd.read_csv(tmp_path / "test.csv")
+    got = run_node(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"))
+    classes, want = python_probs(train, test, "label")
+    assert [str(int(float(c))) for c in got.columns] == classes
+    np.testing.assert_allclose(got.to_numpy(), want, atol=ATOL)
+
+
+def test_one_csv_with_n_train_on_real_data(readme_output, tmp_path):
+    path = DATASETS / "classification" / "MASS_fgl.csv.gz"
+    if not path.is_file():
+        pytest.skip(f"{path} not available")
+    df = pd.read_csv(path).sample(frac=1.0, random_state=0).reset_index(drop=True)
+    df.to_csv(tmp_path / "fgl.csv", index=False)
+    got = run_node(str(tmp_path / "fgl.csv"), "--n-train", "150")
+    classes, want = python_probs(df.iloc[:150], df.iloc[150:], "target")
+    assert list(got.columns) == classes
+    np.testing.assert_allclose(got.to_numpy(), want, atol=ATOL)
+
+
+def test_node_matches_torch_on_the_same_inputs(readme_output):
+    torch = pytest.importorskip("torch")
+    from pfn.checkpoint import load_model
+
+    train, test = pd.read_csv(EXAMPLE / "train.csv"), pd.read_csv(EXAMPLE / "test.csv")
+    features = [c for c in train.columns if c != "target"]
+    encoder = TableEncoder().fit(train[features])
+    _, codes = np.unique(train["target"].to_numpy(), return_inverse=True)
+    x = np.concatenate([encoder.transform(train[features]), encoder.transform(test[features])])
     model = load_model(ROOT / "pfn" / "weights" / "default.safetensors")
     with torch.no_grad():
-        x = torch.cat([torch.tensor(x_train), torch.tensor(x_test)], 1)
-        torch_p = model(x, torch.tensor(y)).softmax(-1)[0].numpy()
-    k = len(classes)
-    return [str(c) for c in classes], onnx_p[:, :k], torch_p[:, :k]
+        probs = model(torch.tensor(x, dtype=torch.float32)[None],
+                      torch.tensor(codes, dtype=torch.float32)[None]).softmax(-1)[0, :, :2]
+    got = pd.read_csv(io.StringIO(readme_output), dtype=float)
+    np.testing.assert_allclose(got.to_numpy(), probs.numpy(), atol=ATOL)
 
 
-def test_one_csv_with_n_train(node, tmp_path):
-    if not DATASET.is_file():
-        pytest.skip(f"{DATASET} not available")
-    df = pd.read_csv(DATASET).sample(frac=1.0, random_state=0).reset_index(drop=True)
-    csv = tmp_path / "fgl.csv"
-    df.to_csv(csv, index=False)
-    n = 150
-    got = run_node(node, str(csv), "--n-train", str(n))
-    x = df.drop(columns="target").to_numpy(float)
-    classes, onnx_p, torch_p = python_probs(x[:n], df["target"].to_numpy(str)[:n], x[n:])
-    assert list(got.columns) == classes
-    assert got.shape == (len(df) - n, len(classes))
-    np.testing.assert_allclose(got.to_numpy(), onnx_p, atol=ATOL)
-    np.testing.assert_allclose(got.to_numpy(), torch_p, atol=ATOL)
-
-
-def test_two_csvs_with_missing_values(node, tmp_path):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(90, 5)) * [1, 10, 100, 0.1, 1]
-    y = (x[:, 0] + rng.normal(size=90) > 0).astype(int) + 2 * (x[:, 1] > 5)
-    x[rng.random(x.shape) < 0.1] = np.nan
-    cols = [f"f{i}" for i in range(5)]
-    train = pd.DataFrame(x[:60], columns=cols).assign(target=y[:60])
-    test = pd.DataFrame(x[60:], columns=cols)  # no label column
-    train.to_csv(tmp_path / "train.csv", index=False)
-    test.to_csv(tmp_path / "test.csv", index=False)
-    got = run_node(node, str(tmp_path / "train.csv"), str(tmp_path / "test.csv"))
-    classes, onnx_p, torch_p = python_probs(x[:60], y[:60], x[60:])
-    assert [str(int(float(c))) for c in got.columns] == classes
-    np.testing.assert_allclose(got.to_numpy(), onnx_p, atol=ATOL)
-    np.testing.assert_allclose(got.to_numpy(), torch_p, atol=ATOL)
+def test_bad_input_is_one_line(readme_output, tmp_path):
+    (tmp_path / "t.csv").write_text("a,b,label\n1,2,x\n3,4,y\n")
+    (tmp_path / "u.csv").write_text("a,label\n1,x\n")
+    proc = subprocess.run(["node", str(EXAMPLE / "predict.js"), str(tmp_path / "t.csv"),
+                           str(tmp_path / "u.csv")], capture_output=True, text=True,
+                          timeout=60, env={**os.environ})
+    assert proc.returncode == 1 and proc.stderr.strip() == f"error: {tmp_path / 'u.csv'} has " \
+        "no column b"

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_cases import assert_agree, random_problem
 
 from export.onnx import _expand_fp16, _store_exact_fp16
-from export.runtime import OnnxEngine
+from pfn.engines.onnx_engine import OnnxEngine
 
 TASKS = ("classification", "regression")
 

@@ -1,8 +1,11 @@
-"""``pfn predict``: the shipped example works; user mistakes give one line and exit status 2."""
+"""``pfn predict``: the shipped example works; options select the model, columns and format;
+user mistakes give one line and exit status 2; a closed pipe is not an error."""
 
 from __future__ import annotations
 
 import io
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +86,79 @@ def test_errors_from_the_command_line_have_no_traceback(tmp_path):
                               "PATH": "/usr/bin:/bin"})
     assert res.returncode == 2
     assert "not found" in res.stderr and "Traceback" not in res.stderr
+
+
+def cli(*argv: str, **kwargs) -> subprocess.CompletedProcess | subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "pfn.cli", "predict", *argv], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def test_model_option_takes_weights_or_an_onnx_prefix(tiny, tmp_path, capsys):
+    _, ckpt, prefix = tiny  # a small random model, not the shipped one
+    base = ["--train", str(TRAIN), "--test", str(TEST), "--target", "target",
+            "--n-estimators", "1"]
+    outputs = {}
+    for name, model in [("shipped", None), ("weights", ckpt), ("prefix", prefix),
+                        ("graph", f"{prefix}.classification.fit.onnx")]:
+        out = tmp_path / f"{name}.csv"
+        extra = [] if model is None else ["--model", str(model)]
+        assert main([*base, *extra, "--out", str(out)]) == 0, capsys.readouterr().err
+        outputs[name] = pd.read_csv(out)
+    np.testing.assert_allclose(outputs["weights"].iloc[:, :2], outputs["prefix"].iloc[:, :2],
+                               atol=1e-4)  # the same model through torch and ONNX Runtime
+    pd.testing.assert_frame_equal(outputs["prefix"], outputs["graph"])
+    assert not np.allclose(outputs["shipped"].iloc[:, :2], outputs["prefix"].iloc[:, :2])
+    for bad, message in [(tmp_path / "absent.safetensors", "model file not found"),
+                         (tmp_path / "nothing", "model not found")]:
+        assert main([*base, "--model", str(bad)]) == 2
+        assert message in capsys.readouterr().err
+    assert main([*base, "--model", str(ckpt), "--engine", "onnx"]) == 2
+    assert "needs an ONNX prefix" in capsys.readouterr().err
+
+
+def test_id_column_drop_and_separator(tmp_path):
+    train, test = pd.read_csv(TRAIN), pd.read_csv(TEST)
+    train.insert(0, "customer", [f"c{i}" for i in range(len(train))])  # unique: useless
+    test.insert(0, "customer", [f"t{i}" for i in range(len(test))])
+    train["noise"], test["noise"] = 1.0, 2.0
+    train.to_csv(tmp_path / "train.tsv", sep="\t", index=False)
+    test.to_csv(tmp_path / "test.tsv", sep="\t", index=False)
+    proc = cli("--train", str(tmp_path / "train.tsv"), "--test", str(tmp_path / "test.tsv"),
+               "--target", "target", "--id-column", "customer", "--drop", "noise",
+               "--sep", "\\t", "--n-estimators", "1", "--save-encoder",
+               str(tmp_path / "table.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert "ignoring" not in proc.stderr  # neither the ID nor the dropped column
+    pred = pd.read_csv(io.StringIO(proc.stdout), sep="\t")
+    assert list(pred.columns) == ["customer", "proba_churned", "proba_stayed", "prediction"]
+    assert list(pred["customer"]) == list(test["customer"])
+    spec = json.loads((tmp_path / "table.json").read_text())
+    assert [c["name"] for c in spec["columns"]] == [
+        "age", "income", "plan", "region", "visits", "support_calls"]
+    plain = cli("--train", str(TRAIN), "--test", str(TEST), "--target", "target",
+                "--n-estimators", "1")
+    np.testing.assert_allclose(pred.iloc[:, 1:3], pd.read_csv(io.StringIO(plain.stdout))
+                               .iloc[:, :2], atol=1e-6)  # the same features were used
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path):
+    """`pfn predict ... | head -2`: the reader stops early; no "Broken pipe", status 0."""
+    test = pd.read_csv(TEST)
+    big = test.iloc[np.arange(6000) % len(test)]  # output far larger than a pipe buffer
+    big.to_csv(tmp_path / "big.csv", index=False)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pfn.cli", "predict", "--train", str(TRAIN),
+                             "--test", str(tmp_path / "big.csv"), "--target", "target",
+                             "--n-estimators", "1", "--progress"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    head = [proc.stdout.readline() for _ in range(2)]
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0, stderr
+    assert head[0].startswith("proba_churned")
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr
+    assert "predicting" in stderr  # --progress: a progress bar on stderr
+    quiet = cli("--train", str(TRAIN), "--test", str(TEST), "--target", "target",
+                "--n-estimators", "1")
+    assert "predicting" not in quiet.stderr  # stderr is not a terminal: no bar by default

@@ -1,16 +1,19 @@
 #!/usr/bin/env node
-// Classify the rows of a CSV with the exported tabpfn-lite graph, from Node.js.
+// Classify the rows of a CSV with the exported tabpfn-lite graphs, from Node.js.
 //
-//   node predict.js data.csv --n-train 100        first 100 rows train, the rest are predicted
 //   node predict.js train.csv test.csv            test.csv may omit the label column
-//   options: --model PATH (default ../../pfn/weights/default.classification.onnx)
+//   node predict.js data.csv --n-train 100        first 100 rows train, the rest are predicted
+//   options: --target NAME       the label column (default: the last column)
+//            --encoder FILE      the table encoding written by Python (pfn predict --save-encoder)
+//            --model PREFIX      ONNX prefix (default ../../pfn/weights/default)
 //
-// CSV: numeric feature columns, the label in the last column; an optional header row;
-// empty cells, NA and NaN are missing values (the graph handles them). Labels are encoded
-// as the index of the label among the sorted distinct training labels (numerically if all
-// are numbers), which is what the Python side does before calling the graph. Output: CSV on
-// stdout, a header with the class labels, then one row of probabilities per test row.
-// This runs the graph once, like OnnxEngine; it does not do PFNClassifier's ensembling.
+// Columns: numbers, text (categories) or True/False; empty cells, NA, NaN, ... are missing
+// values (the graph handles them). Text and True/False columns become category codes, and
+// labels class indices, exactly as the Python estimator encodes a CSV (export/FORMAT.md,
+// "Table encoding"). The fit graph encodes the training rows once, the predict graph runs
+// the test rows against that cache. Output: CSV on stdout, a header with the class labels,
+// then one row of probabilities per test row. One network pass, without PFNClassifier's
+// ensemble of transformed members.
 
 "use strict";
 
@@ -18,20 +21,31 @@ const fs = require("fs");
 const path = require("path");
 const ort = require("onnxruntime-node");
 
+// pandas.read_csv's default missing-value markers.
+const MISSING = new Set(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+  "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]);
+const BOOLS = new Map([["True", true], ["TRUE", true], ["true", true],
+  ["False", false], ["FALSE", false], ["false", false]]);
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+const byCodePoint = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+
 function usage(msg) {
   if (msg) console.error(`error: ${msg}`);
-  console.error("usage: node predict.js DATA.csv --n-train K [--model PATH]\n" +
-                "       node predict.js TRAIN.csv TEST.csv [--model PATH]");
+  console.error("usage: node predict.js TRAIN.csv TEST.csv [--target NAME] [--encoder FILE] " +
+                "[--model PREFIX]\n       node predict.js DATA.csv --n-train K [options]");
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const args = { files: [], nTrain: null,
-    model: path.join(__dirname, "..", "..", "pfn", "weights", "default.classification.onnx") };
+  const args = { files: [], nTrain: null, target: null, encoder: null,
+    model: path.join(__dirname, "..", "..", "pfn", "weights", "default") };
+  const value = (i) => (i < argv.length ? argv[i] : usage(`${argv[i - 1]} needs a value`));
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === "--n-train") args.nTrain = Number(argv[++i]);
-    else if (a === "--model") args.model = argv[++i];
+    if (a === "--n-train") args.nTrain = Number(value(++i));
+    else if (a === "--target") args.target = value(++i);
+    else if (a === "--encoder") args.encoder = value(++i);
+    else if (a === "--model") args.model = value(++i).replace(/\.classification(\.\w+)?\.onnx$/, "");
     else if (a === "-h" || a === "--help") usage();
     else if (a.startsWith("--")) usage(`unknown option ${a}`);
     else args.files.push(a);
@@ -43,7 +57,7 @@ function parseArgs(argv) {
   return args;
 }
 
-// Minimal CSV: commas, optional double quotes (no embedded newlines).
+// Minimal CSV: commas, optional double quotes (no embedded newlines); cells kept as written.
 function splitLine(line) {
   const out = [];
   let cur = "", quoted = false;
@@ -58,75 +72,111 @@ function splitLine(line) {
     else cur += c;
   }
   out.push(cur);
-  return out.map((s) => s.trim());
+  return out;
 }
 
-const MISSING = new Set(["", "NA", "NaN", "nan", "null"]);
-const toNumber = (s) => (MISSING.has(s) ? NaN : Number(s));
-
+// { header: names or null, rows: arrays of cells }. A header is a first row with a cell that
+// is neither a number nor a missing marker.
 function readCsv(file) {
   const lines = fs.readFileSync(file, "utf8").split(/\r?\n/).filter((l) => l.trim() !== "");
-  let rows = lines.map(splitLine);
-  // A header is a first row with a cell that is neither a number nor a missing marker.
-  if (rows.length && rows[0].some((s) => !MISSING.has(s) && Number.isNaN(Number(s))))
-    rows = rows.slice(1);
-  return rows;
+  const rows = lines.map(splitLine);
+  const isHeader = rows.length && rows[0].some((s) => !MISSING.has(s) && !NUMBER.test(s));
+  return isHeader ? { header: rows[0], rows: rows.slice(1) } : { header: null, rows };
 }
 
-function features(rows, width, file) {
-  return rows.map((r, i) => {
-    const v = r.slice(0, width).map(toNumber);
-    if (v.length !== width) throw new Error(`${file}: row ${i + 1} has ${r.length} cells`);
-    v.forEach((x, j) => {
-      if (!MISSING.has(r[j]) && Number.isNaN(x))
-        throw new Error(`${file}: row ${i + 1}, column ${j + 1} is not numeric: ${r[j]}`);
-    });
-    return v;
+// The encoder Python's TableEncoder fits on a CSV column: numeric when every present cell is
+// a number; True/False columns are categories [false, true]; other text: the sorted levels.
+function fitColumn(name, cells) {
+  const present = cells.filter((s) => !MISSING.has(s));
+  if (present.every((s) => NUMBER.test(s))) return { name, kind: "numeric" };
+  if (present.every((s) => BOOLS.has(s))) return { name, kind: "categorical", levels: [false, true] };
+  return { name, kind: "categorical", levels: [...new Set(present)].sort(byCodePoint) };
+}
+
+// Levels of any JSON type (the encoder file may hold numbers or booleans) -> code lookup.
+function levelCodes(levels) {
+  const codes = new Map(levels.map((v, i) => [`${typeof v}:${v}`, i]));
+  return (s) => {
+    const key = BOOLS.has(s) ? `boolean:${BOOLS.get(s)}` : NUMBER.test(s) ? `number:${Number(s)}` : null;
+    const code = codes.get(`string:${s}`) ?? (key === null ? undefined : codes.get(key));
+    return code === undefined ? NaN : code; // unseen categories are missing, as in Python
+  };
+}
+
+function encodeColumns(columns, rows, index, file) {
+  const encoders = columns.map((c) => (c.kind === "numeric" ? null : levelCodes(c.levels)));
+  return rows.map((r, i) => columns.map((c, j) => {
+    const s = r[index[j]];
+    if (s === undefined) throw new Error(`${file}: row ${i + 1} has only ${r.length} cells`);
+    if (MISSING.has(s)) return NaN;
+    if (encoders[j] !== null) return encoders[j](s);
+    if (!NUMBER.test(s)) throw new Error(`${file}: row ${i + 1}, column ${c.name} is not numeric: ${s}`);
+    return Number(s);
+  }));
+}
+
+// Class labels sorted as numpy.unique sorts them (numbers numerically), cells -> indices.
+function encodeLabels(labels, classes) {
+  if (!classes) {
+    const distinct = [...new Set(labels)];
+    const numeric = distinct.every((s) => NUMBER.test(s));
+    classes = numeric ? distinct.sort((a, b) => Number(a) - Number(b)) : distinct.sort(byCodePoint);
+  }
+  const code = levelCodes(classes);
+  const codes = labels.map(code);
+  const bad = labels.find((s, i) => Number.isNaN(codes[i]));
+  if (bad !== undefined) throw new Error(`label ${bad} is not among the encoder's classes`);
+  return { classes: classes.map(String), codes };
+}
+
+function positions(header, names, file) {
+  return names.map((name) => {
+    const k = header.indexOf(name);
+    if (k < 0) throw new Error(`${file} has no column ${name}`);
+    return k;
   });
-}
-
-function encodeLabels(labels) {
-  const numeric = labels.every((s) => !Number.isNaN(Number(s)) && s !== "");
-  const distinct = [...new Set(labels)];
-  distinct.sort(numeric ? (a, b) => Number(a) - Number(b) : undefined);
-  const index = new Map(distinct.map((c, i) => [c, i]));
-  return { classes: distinct, codes: labels.map((s) => index.get(s)) };
 }
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  let trainRows, testRows, testFile;
-  if (args.files.length === 1) {
-    const rows = readCsv(args.files[0]);
-    if (args.nTrain >= rows.length) throw new Error(`--n-train ${args.nTrain} leaves no test rows`);
-    trainRows = rows.slice(0, args.nTrain);
-    testRows = rows.slice(args.nTrain);
-    testFile = args.files[0];
-  } else {
-    trainRows = readCsv(args.files[0]);
-    testRows = readCsv(args.files[1]);
-    testFile = args.files[1];
+  const train = readCsv(args.files[0]);
+  let test = args.files.length === 2 ? readCsv(args.files[1]) : null;
+  if (test === null) {
+    if (args.nTrain >= train.rows.length) throw new Error(`--n-train ${args.nTrain} leaves no test rows`);
+    test = { header: train.header, rows: train.rows.slice(args.nTrain) };
+    train.rows = train.rows.slice(0, args.nTrain);
   }
-  const nCols = trainRows[0].length;
-  const f = nCols - 1;
-  if (f < 1) throw new Error("need at least one feature column before the label");
-  const xTrain = features(trainRows, f, args.files[0]);
-  const { classes, codes } = encodeLabels(trainRows.map((r) => r[f]));
+  const testFile = args.files[args.files.length - 1];
+  const names = train.header ?? train.rows[0].map((_, j) => `x${j}`);
+  const spec = args.encoder ? JSON.parse(fs.readFileSync(args.encoder, "utf8")) : null;
+  const target = spec?.target?.name ?? args.target ?? names[names.length - 1];
+  const t = names.indexOf(target);
+  if (t < 0) throw new Error(`${args.files[0]} has no column ${target}`);
+  train.rows = train.rows.filter((r) => !MISSING.has(r[t] ?? "")); // as pfn predict does
+  const columns = spec ? spec.columns : names.filter((n) => n !== target).map((n) =>
+    fitColumn(n, train.rows.map((r) => r[names.indexOf(n)] ?? "")));
+  if (columns.length < 1) throw new Error("need at least one feature column besides the label");
+  const xTrain = encodeColumns(columns, train.rows, positions(names, columns.map((c) => c.name),
+    args.files[0]), args.files[0]);
+  const testIndex = positions(test.header ?? names, columns.map((c) => c.name), testFile);
+  const xTest = encodeColumns(columns, test.rows, testIndex, testFile);
+  const { classes, codes } = encodeLabels(train.rows.map((r) => r[t]), spec?.target?.classes);
   if (classes.length < 2) throw new Error("the training rows have fewer than 2 classes");
-  const xTest = features(testRows, f, testFile);
-  const n = xTrain.length, t = xTest.length;
+  const n = xTrain.length, m = xTest.length, f = columns.length;
 
-  const session = await ort.InferenceSession.create(args.model);
-  const feeds = {
+  const fit = await ort.InferenceSession.create(`${args.model}.classification.fit.onnx`);
+  const predict = await ort.InferenceSession.create(`${args.model}.classification.predict.onnx`);
+  const cache = await fit.run({
     x_train: new ort.Tensor("float32", Float32Array.from(xTrain.flat()), [1, n, f]),
     y_train: new ort.Tensor("float32", Float32Array.from(codes), [1, n]),
-    x_test: new ort.Tensor("float32", Float32Array.from(xTest.flat()), [1, t, f]),
-  };
-  const { probs } = await session.run(feeds);
+  });
+  const feeds = { x_test: new ort.Tensor("float32", Float32Array.from(xTest.flat()), [1, m, f]) };
+  for (const name of predict.inputNames) if (name !== "x_test") feeds[name] = cache[name];
+  const { probs } = await predict.run(feeds);
   const c = probs.dims[2];
   if (classes.length > c) throw new Error(`${classes.length} classes; the model takes at most ${c}`);
   const out = [classes.join(",")];
-  for (let i = 0; i < t; i++) {
+  for (let i = 0; i < m; i++) {
     const row = [];
     for (let k = 0; k < classes.length; k++) row.push(probs.data[i * c + k].toPrecision(9));
     out.push(row.join(","));

@@ -1,0 +1,91 @@
+"""The engine protocol, and the choice of engine for the estimators.
+
+An engine runs the network on arrays that :mod:`pfn.preprocessing` already prepared (one
+dataset per ensemble member, batched on the first axis) and returns numpy arrays, so the
+estimators never see torch or ONNX Runtime:
+
+- attributes ``max_features``, ``max_classes``, ``n_buckets``;
+- ``fit(x_train (B, N, F) float32, y_train (B, N) float32, task) -> context``: everything
+  about the training rows, computed once;
+- ``predict(context, x_test (B, T, F) float32) -> dict``: ``{"probs": (B, T, max_classes)}``
+  for classification, ``{"logits": (B, T, K), "borders": (B, K + 1)}`` for regression
+  (borders in the units of ``y_train``).
+
+Two engines implement it: :class:`pfn.engines.onnx_engine.OnnxEngine` (ONNX Runtime, the
+default, torch-free) and :class:`pfn.engines.torch_engine.TorchEngine` (PyTorch, needs the
+``train`` extra). Each module is imported only when its engine is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any, Protocol
+
+import numpy as np
+
+from pfn.artifacts import DEFAULT_PREFIX, TASKS, graph_path
+
+ENGINES = ("auto", "torch", "onnx")
+
+
+class Engine(Protocol):
+    max_features: int
+    max_classes: int
+    n_buckets: int
+
+    def fit(self, x_train: np.ndarray, y_train: np.ndarray, task: str) -> Any: ...
+
+    def predict(self, context: Any, x_test: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def onnx_available() -> bool:
+    """Whether the shipped graphs and onnxruntime are there (then "auto" means "onnx")."""
+    return _importable("onnxruntime") and all(graph_path(DEFAULT_PREFIX, task).is_file()
+                                              for task in TASKS)
+
+
+def resolve_engine_name(name: str, model_path: str | os.PathLike | None = None,
+                        device: str = "cpu") -> str:
+    """"auto" -> "onnx" (ONNX Runtime with the shipped graphs) where they can run, else "torch".
+
+    ONNX Runtime is the default because the shipped graphs are the artifact a deployment
+    runs, so notebooks and deployments compute the same numbers, and prediction then needs
+    no torch at all. Both engines encode the training rows once in ``fit``; their relative
+    speed is measured by ``benchmarks/engine_latency.py``. With a ``model_path``: "onnx" for
+    a ``.onnx`` graph (or an ONNX prefix), "torch" for ``.safetensors``. A device other than
+    "cpu" (e.g. "cuda") asks for torch.
+    """
+    if name not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {name!r}")
+    if name != "auto":
+        return name
+    if str(device) != "cpu":
+        return "torch"
+    if model_path is not None:
+        return "torch" if str(model_path).endswith(".safetensors") else "onnx"
+    return "onnx" if onnx_available() or not _importable("torch") else "torch"
+
+
+def get_engine(name: str = "auto", model_path: str | os.PathLike | None = None,
+               device: str = "cpu") -> Engine:
+    """A new engine: "torch", "onnx" or "auto" (see :func:`resolve_engine_name`).
+
+    Without torch, "torch" (and so any device other than "cpu") raises
+    :class:`pfn.extras.MissingDependencyError` naming the extra to install.
+    """
+    name = resolve_engine_name(name, model_path, device)
+    if name == "torch":
+        from pfn.engines.torch_engine import TorchEngine
+
+        return TorchEngine(model_path, device=device)
+    from pfn.engines.onnx_engine import OnnxEngine
+
+    return OnnxEngine(model_path)
