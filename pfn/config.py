@@ -124,7 +124,7 @@ class RunConfig:
     steps: int = 10_000
     seed: int = 0
     device: str = "auto"  # auto: cuda when available
-    bf16: bool = False  # autocast to bfloat16 on CUDA
+    bf16: bool = False  # autocast matrix products to bfloat16 (CUDA or CPU)
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
     out_dir: str = "runs/default"
     checkpoint_every: int = 200

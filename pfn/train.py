@@ -272,8 +272,9 @@ def train(cfg: TrainConfig, *, resume_run: bool = False, init_from: str | None =
 
     val = [draw_batch(prior, cfg.data, step_generator(cfg.run.seed + 999, 0, i))
            for i in range(cfg.run.val_batches)]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16,
-                              enabled=cfg.run.bf16 and device.type == "cuda")
+    # bf16 autocast on CUDA and on CPU alike (benchmarks/train_speedups.py measures the CPU
+    # gain per model size); the loss and the optimizer stay in float32.
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.run.bf16)
 
     def validate() -> dict:
         core.eval()
