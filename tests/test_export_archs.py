@@ -9,8 +9,8 @@ import torch
 from onnx_cases import assert_agree, random_problem
 
 from export.cli import main as export_main
-from pfn.engines.onnx_engine import OnnxEngine
 from pfn.checkpoint import load_model, save_model
+from pfn.engines.onnx_engine import OnnxEngine
 from pfn.model import PFN, ModelConfig
 
 
