@@ -26,6 +26,9 @@ Why it is built this way:
 - Metrics: ROC AUC (binary, or one-vs-one macro over the classes present in the test split),
   accuracy, log loss over all dataset labels; RMSE, RMSE relative to the best model on the
   dataset, R², and for ours the empirical coverage of the [5%, 95%] quantile interval.
+- Summaries: over all datasets of a task, then per ``group`` of MANIFEST.csv
+  (``categorical`` vs ``numeric-or-mixed``), since encoding choices for categorical columns
+  help one group and may cost the other.
 """
 
 from __future__ import annotations
@@ -69,6 +72,33 @@ VARIANTS = {"ours_torch": {"engine": "torch"},
                           "model_path": str(ROOT / "pfn" / "weights" / "default.int8")},
             # a model being considered for shipping (--candidate RUN/model.safetensors)
             "ours_candidate": {"engine": "torch", "model_path": None}}
+# Prediction-side options of ours with the shipped weights (ONNX engine, the default). The
+# settings before categorical handling came in ("ours_before": 4 members, only text /
+# category / bool columns categorical and coded in sorted order, temperature 1), then one
+# change at a time up to today's defaults ("ours"), and variants of those defaults.
+# Classifier-only parameters are dropped for the regressor.
+CLASSIFIER_ONLY = {"softmax_temperature"}
+_BEFORE = {"n_estimators": 4, "categorical_features": None, "categorical_encoding": "ordinal",
+           "softmax_temperature": 1.0}
+VARIANTS |= {
+    "ours_before": _BEFORE,
+    "ours_shuffled": _BEFORE | {"categorical_encoding": "shuffled"},
+    "ours_onehot": _BEFORE | {"categorical_encoding": "onehot"},
+    "ours_onehot_detect": _BEFORE | {"categorical_encoding": "onehot",
+                                     "categorical_features": "auto"},
+    # today's defaults but one option
+    "ours_nodetect": {"categorical_features": None},
+    "ours_mixed": {"categorical_encoding": ("onehot", "shuffled")},
+    **{f"ours_n{n}": {"n_estimators": n} for n in (2, 4, 6, 8, 12, 16)},
+    **{f"ours_t{round(10 * t):02d}": {"softmax_temperature": t}
+       for t in (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)},
+    # the table as a user with a numpy array of codes passes it (CODES_INPUT)
+    "ours_codes_before": _BEFORE,
+    "ours_codes": {},
+}
+# Variants that get the table as numbers, text columns replaced by integer codes (what a
+# user who encoded a table into a numpy array passes): the case categorical detection is for.
+CODES_INPUT = {"ours_codes_before", "ours_codes"}
 NUM = selector(dtype_include="number")
 CAT = selector(dtype_exclude="number")
 Result = dict[str, float]
@@ -113,14 +143,16 @@ def make_model(name: str, task: str) -> Any:
     if name in VARIANTS:
         import pfn
 
-        est = pfn.PFNClassifier if clf else pfn.PFNRegressor
-        return est(**VARIANTS[name])
+        if clf:
+            return pfn.PFNClassifier(**VARIANTS[name])
+        return pfn.PFNRegressor(**{k: v for k, v in VARIANTS[name].items()
+                                   if k not in CLASSIFIER_ONLY})
     raise ValueError(f"unknown model {name!r}")
 
 
 def ours_available() -> str | None:
     """None if ``from pfn import PFNClassifier, PFNRegressor`` works, else the reason."""
-    if str(ROOT) not in sys.path:
+    if sys.path[:1] != [str(ROOT)]:  # this checkout's pfn, not an installed one
         sys.path.insert(0, str(ROOT))
     try:
         from pfn import PFNClassifier, PFNRegressor  # noqa: F401
@@ -132,6 +164,17 @@ def ours_available() -> str | None:
 def load(path: Path) -> tuple[pd.DataFrame, pd.Series]:
     df = pd.read_csv(path)
     return df.drop(columns="target"), df["target"]
+
+
+def as_codes(X: pd.DataFrame) -> pd.DataFrame:
+    """Text / category / bool columns -> integer codes in sorted order of their values (NaN
+    kept), numeric columns unchanged: all columns float."""
+    out = X.copy()
+    for col in X.columns[[not pd.api.types.is_numeric_dtype(t) or
+                          pd.api.types.is_bool_dtype(t) for t in X.dtypes]]:
+        codes = pd.Series(pd.Categorical(X[col]).codes, index=X.index).astype(float)
+        out[col] = codes.where(codes >= 0)
+    return out.astype(float)
 
 
 def split(y: np.ndarray, seed: int, clf: bool, max_train: int) -> tuple[np.ndarray, np.ndarray]:
@@ -222,14 +265,16 @@ def run_dataset(
     else:
         labels, y = np.array([]), target.to_numpy(dtype=float)
     rows: dict[str, list[Result]] = {m: [] for m in models}
+    X_codes = as_codes(X) if CODES_INPUT & set(models) else None
     for seed in range(splits):
         tr, te = split(y, seed, clf, max_train)
         for m in models:
             try:
+                Xm = X_codes if m in CODES_INPUT else X
                 if clf:
-                    rows[m].append(eval_classification(m, X, y, labels, tr, te))
+                    rows[m].append(eval_classification(m, Xm, y, labels, tr, te))
                 else:
-                    rows[m].append(eval_regression(m, X, y, tr, te))
+                    rows[m].append(eval_regression(m, Xm, y, tr, te))
             except Exception:  # report and keep benchmarking the others
                 print(
                     f"note: {m} failed on {path.name} split {seed}:\n"
@@ -289,27 +334,57 @@ def summarize(tables: dict[str, pd.DataFrame], task: str) -> pd.DataFrame:
     return out
 
 
+def groups(datasets: Path) -> dict[str, str]:
+    """Dataset name -> its ``group`` in MANIFEST.csv (``categorical`` where at least half the
+    features are categorical, else ``numeric-or-mixed``); empty without a manifest."""
+    path = datasets / "MANIFEST.csv"
+    if not path.is_file():
+        return {}
+    manifest = pd.read_csv(path)
+    if "group" not in manifest:
+        return {}
+    return dict(zip(manifest["name"], manifest["group"], strict=True))
+
+
 def speed(models: list[str], repeats: int = 3) -> str:
-    """Median fit+predict seconds on a synthetic 1000x100 train / 1000 test problem."""
+    """Median fit+predict seconds on a synthetic 1000x100 train / 1000 test problem.
+
+    One untimed warm-up per model (it loads the engine), then ``repeats`` rounds that time
+    every model once in turn, so that a busy neighbour slows all models alike. In
+    parentheses the process CPU time, which a busy machine inflates far less than wall
+    time: on one core (``taskset -c 0``) its ratios between models are the ratios of their
+    wall times on a quiet machine.
+    """
     X, y = make_classification(n_samples=2000, n_features=100, n_informative=20, random_state=0)
     df = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
     Xtr, Xte, ytr = df.iloc[:1000], df.iloc[1000:], y[:1000]
-    parts = []
-    for name in models:
-        times = []
-        try:
-            for _ in range(repeats):
-                model = make_model(name, "classification")
-                t0 = time.perf_counter()
-                model.fit(Xtr, ytr)
-                model.predict_proba(Xte)
-                times.append(time.perf_counter() - t0)
-            parts.append(f"{name} {np.median(times):.2f} s")
-        except Exception as exc:
-            parts.append(f"{name} failed ({type(exc).__name__}: {exc})")
+
+    def once(name: str) -> tuple[float, float]:
+        model = make_model(name, "classification")
+        t0, c0 = time.perf_counter(), time.process_time()
+        model.fit(Xtr, ytr)
+        model.predict_proba(Xte)
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    times: dict[str, list[tuple[float, float]]] = {}
+    failed: dict[str, str] = {}
+    for round_ in range(repeats + 1):
+        for name in models:
+            if name in failed:
+                continue
+            try:
+                seconds = once(name)
+            except Exception as exc:
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                continue
+            if round_:
+                times.setdefault(name, []).append(seconds)
+    parts = [f"{name} failed ({failed[name]})" if name in failed
+             else "{} {:.2f} s ({:.2f} s CPU)".format(name, *np.median(times[name], axis=0))
+             for name in models]
     return (
         "Speed (fit+predict, 1000 train x 100 features, 1000 test, median of "
-        f"{repeats}): " + ", ".join(parts)
+        f"{repeats} after a warm-up): " + ", ".join(parts)
     )
 
 
@@ -322,6 +397,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--datasets-only", default="", help="comma list of dataset names")
     ap.add_argument("--task", choices=["classification", "regression", "all"], default="all")
     ap.add_argument("--speed", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--speed-repeats", type=int, default=3)
+    ap.add_argument("--speed-only", action="store_true",
+                    help="only the speed line (no datasets)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--int8-prefix", default=VARIANTS["ours_int8"]["model_path"],
                     help="graphs for ours_int8 (pfn export --int8 --out-prefix P writes P.int8.*)")
@@ -346,23 +424,27 @@ def main(argv: list[str] | None = None) -> None:
         print(text, flush=True)
         report.append(text)
 
-    if "ours" in models and (reason := ours_available()) is not None:
+    ours = [m for m in models if m.startswith("ours")]
+    if ours and (reason := ours_available()) is not None:  # also puts this checkout first
         emit(
-            f"> note: skipping ours, `from pfn import PFNClassifier, PFNRegressor` failed "
-            f"({reason})\n"
+            f"> note: skipping {', '.join(ours)}, `from pfn import PFNClassifier, "
+            f"PFNRegressor` failed ({reason})\n"
         )
-        models.remove("ours")
+        models = [m for m in models if m not in ours]
     wanted = {d.strip() for d in args.datasets_only.split(",") if d.strip()}
     tasks = ["classification", "regression"] if args.task == "all" else [args.task]
+    group_of = groups(args.datasets)
     found = {f.name.removesuffix(".csv.gz") for f in args.datasets.glob("*/*.csv.gz")}
     if wanted - found:
         emit(f"> note: datasets not found in {args.datasets}: {sorted(wanted - found)}\n")
     emit(
         f"# Real-data benchmark\n\nmodels: {', '.join(models)}; splits: {args.splits}; "
         f"max train rows: {args.max_train}; threads: {torch.get_num_threads()}; "
-        f"load average at start: {os.getloadavg()[0]:.2f} (timings need a quiet machine)\n"
+        f"load average at start: {os.getloadavg()[0]:.2f} (timings need a quiet machine)"
+        + (f"; pfn from {Path(sys.modules['pfn'].__file__).parent}" if "pfn" in sys.modules
+           else "") + "\n"
     )
-    for task in tasks:
+    for task in [] if args.speed_only else tasks:
         files = sorted((args.datasets / task).glob("*.csv.gz"))
         files = [f for f in files if not wanted or f.name.removesuffix(".csv.gz") in wanted]
         if not files:
@@ -377,9 +459,17 @@ def main(argv: list[str] | None = None) -> None:
             f"### Summary ({task}, mean over {len(files)} datasets)\n\n"
             f"{markdown(summarize(tables, task))}\n"
         )
-    speed_models = [m for m in ("ours", "lgbm") if m in models]
-    if args.speed and speed_models:
-        emit(speed(speed_models) + "\n")
+        by_group: dict[str, dict[str, pd.DataFrame]] = {}
+        for name, table in tables.items():
+            by_group.setdefault(group_of.get(name, "unlisted"), {})[name] = table
+        for group, part in sorted(by_group.items()) if len(by_group) > 1 else ():
+            emit(
+                f"### Summary ({task}, group {group}, mean over {len(part)} datasets)\n\n"
+                f"{markdown(summarize(part, task))}\n"
+            )
+    speed_models = [m for m in models if m.startswith("ours") or m == "lgbm"]
+    if (args.speed or args.speed_only) and speed_models:
+        emit(speed(speed_models, args.speed_repeats) + "\n")
     if args.out is not None:
         args.out.write_text("\n".join(report) + "\n")
 

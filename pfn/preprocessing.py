@@ -3,32 +3,38 @@
 Two parts:
 
 - :class:`TableEncoder` validates and converts X (numpy arrays, lists, pandas DataFrames) to a
-  float64 matrix: numeric columns as floats, category / object / string / bool columns as
-  ordinal codes (categories seen in ``fit``; unseen ones become NaN), NaN kept (the model
+  float64 matrix: numeric columns as floats, categorical columns (category / object /
+  string / bool dtypes, and the numeric columns that ``categorical_features`` names) as
+  codes 0..k-1 (categories seen in ``fit``; unseen ones become NaN), NaN kept (the model
   handles it), inf rejected.
 - :class:`EnsemblePlan` draws the ensemble members and prepares their inputs. Members differ
   by feature order (a permutation, and a random subset beyond ``max_features``), by
   class-label code (a permutation, or for more classes than the model has a random balanced
-  grouping), by training rows (a random subset beyond ``max_train_rows``), and by a numeric
-  transform fitted on the training rows only and skipping categorical columns: none,
-  quantile-to-normal, or Yeo-Johnson. Outliers are squashed first. All draws come from one
-  seed, so a plan is deterministic for a given ``random_state``.
+  grouping), by training rows (a random subset beyond ``max_train_rows``), by the encoding
+  of categorical columns (ordinal, shuffled codes or one-hot: :mod:`pfn.categorical`), and
+  by a numeric transform fitted on the training rows only and skipping categorical
+  columns: none, quantile-to-normal, or Yeo-Johnson, after squashing outliers
+  (:mod:`pfn.transforms`). All draws come from one seed, so a plan is deterministic for a
+  given ``random_state``.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-TRANSFORMS = ("none", "quantile", "power")
-# Members cycle through these by default. On the 12 real classification datasets
-# (benchmarks/real_data.py, 2 splits, 4 members) this cycle averaged ROC AUC 0.871 against
-# 0.868 for untransformed members (weights at step 2600), and 0.875 against 0.874 for
-# ("quantile", "power") alone (step 4400): transformed members first, one plain member.
-DEFAULT_TRANSFORMS = ("quantile", "power", "none")
-SQUASH_AT = 6.0  # robust standard units beyond which values grow only logarithmically
+from pfn.categorical import (
+    CategoryEncoding,
+    draw_encoding,
+    level_ranks,
+    looks_categorical,
+    resolve_categorical,
+)
+from pfn.transforms import DEFAULT_TRANSFORMS, TRANSFORMS, MemberTransform
+
+__all__ = ["DEFAULT_TRANSFORMS", "TRANSFORMS", "EnsemblePlan", "Member", "MemberTransform",
+           "TableEncoder", "check_table"]
 
 
 # ----- validation and conversion of X ---------------------------------------------------------
@@ -110,35 +116,61 @@ def _sort_key(v) -> tuple:
 
 @dataclass
 class TableEncoder:
-    """Converts tables to float64 matrices; categorical columns become ordinal codes."""
+    """Converts tables to float64 matrices; categorical columns become codes 0..k-1.
 
-    categories_: list = field(default_factory=list)  # per column: None (numeric) or values
+    Which columns are categorical: text, category and bool columns always (they have no
+    numeric value), plus the numeric columns that ``categorical_features`` names (see
+    :func:`pfn.categorical.resolve_categorical`). A numeric column's categories are its
+    distinct training values; values not seen in ``fit`` become NaN, like unseen text.
+    """
+
+    categories_: list = field(default_factory=list)  # per column: None, values or float array
     n_features_: int = 0
 
-    def fit(self, X) -> TableEncoder:
-        cols, _ = _columns(X)
-        self.categories_ = []
-        for col in cols:
-            if _kind(col) == "numeric":
-                self.categories_.append(None)
-                continue
-            import pandas as pd
+    def fit(self, X, categorical_features="auto") -> TableEncoder:
+        import pandas as pd
 
-            if isinstance(getattr(col, "dtype", None), pd.CategoricalDtype):
-                cats = list(col.cat.categories)
+        cols, _ = _columns(X)
+        by_dtype = np.array([_kind(col) == "categorical" for col in cols])
+        floats = [None if cat else _to_float(col) for col, cat in zip(cols, by_dtype,
+                                                                       strict=True)]
+        rule = np.array([v is not None and looks_categorical(v) for v in floats])
+        names = list(X.columns) if _is_frame(X) else None
+        mask = resolve_categorical(categorical_features, by_dtype, names, rule)
+        self.categories_ = []
+        for col, values, cat in zip(cols, floats, mask, strict=True):
+            if not cat:
+                self.categories_.append(None)
+            elif values is not None:  # a numeric column the parameter made categorical
+                self.categories_.append(np.unique(values[~np.isnan(values)]))
+            elif isinstance(getattr(col, "dtype", None), pd.CategoricalDtype):
+                self.categories_.append(list(col.cat.categories))
             else:
                 values = pd.Series(np.asarray(col, dtype=object))
-                cats = sorted(set(values[~values.isna()].tolist()), key=_sort_key)
-            self.categories_.append(cats)
+                self.categories_.append(sorted(set(values[~values.isna()].tolist()),
+                                               key=_sort_key))
         self.n_features_ = len(cols)
         return self
 
     @property
     def categorical_mask(self) -> np.ndarray:
+        """(F,) bool: the categorical columns."""
         return np.array([c is not None for c in self.categories_], dtype=bool)
+
+    @property
+    def n_levels(self) -> np.ndarray:
+        """(F,) int: levels seen in ``fit`` per column, 0 for numeric columns.
+
+        A categorical column with no value in ``fit`` counts one level (all its codes are
+        NaN), so that 0 always means numeric.
+        """
+        return np.array([0 if c is None else max(len(c), 1) for c in self.categories_],
+                        dtype=np.int64)
 
     def transform(self, X) -> np.ndarray:
         """X -> (n_rows, n_features) float64 with NaN for missing and unseen categories."""
+        import pandas as pd
+
         cols, n = _columns(X)
         if len(cols) != self.n_features_:
             raise ValueError(f"X has {len(cols)} features, but the estimator is expecting "
@@ -147,127 +179,33 @@ class TableEncoder:
         for j, (col, cats) in enumerate(zip(cols, self.categories_, strict=True)):
             if cats is None:
                 out[:, j] = _to_float(col)
-                continue
-            import pandas as pd
-
-            index = {c: i for i, c in enumerate(cats)}
-            values = pd.Series(np.asarray(col, dtype=object))
-            out[:, j] = values.map(index).to_numpy(np.float64)  # unseen, missing -> NaN
+            elif isinstance(cats, np.ndarray):  # numeric categories: exact matches only
+                v = _to_float(col)
+                at = np.minimum(np.searchsorted(cats, v), max(cats.size - 1, 0))
+                hit = cats.size > 0 and (cats[at] == v)
+                out[:, j] = np.where(hit, at, np.where(np.isinf(v), v, np.nan))
+            else:
+                index = {c: i for i, c in enumerate(cats)}
+                values = pd.Series(np.asarray(col, dtype=object))
+                out[:, j] = values.map(index).to_numpy(np.float64)  # unseen, missing -> NaN
         if np.isinf(out).any():
             raise ValueError("Input X contains infinity; replace it (NaN is allowed and "
                              "treated as missing)")
         return out
 
 
-# ----- per-member numeric transforms ------------------------------------------------------
-def _yeo_johnson(x: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    """Yeo-Johnson transform of x (..., F) with lam broadcasting against it."""
-    pos = x >= 0
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        lp = np.where(np.abs(lam) < 1e-6, np.log1p(np.abs(x)),
-                      ((np.abs(x) + 1) ** lam - 1) / np.where(np.abs(lam) < 1e-6, 1, lam))
-        l2 = 2 - lam
-        ln = np.where(np.abs(l2) < 1e-6, np.log1p(np.abs(x)),
-                      ((np.abs(x) + 1) ** l2 - 1) / np.where(np.abs(l2) < 1e-6, 1, l2))
-    return np.where(pos, lp, -ln)
-
-
-_LAMBDAS = np.linspace(-1.0, 3.0, 17)
-
-
-def _fit_yeo_johnson(z: np.ndarray) -> np.ndarray:
-    """Per-column lambda (F,) maximising the Gaussian log-likelihood, on a grid of lambdas.
-
-    A grid over all columns at once instead of scipy's per-column optimiser: ~100x faster,
-    and the likelihood is flat near its optimum, so the grid loses nothing that matters.
-    """
-    ok = ~np.isnan(z)
-    n = np.maximum(ok.sum(0), 1)
-    zz = np.where(ok, z, 0.0)[..., None]  # (N, F, 1)
-    t = _yeo_johnson(zz, _LAMBDAS)  # (N, F, L)
-    t = np.where(ok[..., None], t, 0.0)
-    mean = t.sum(0) / n[:, None]
-    var = (np.where(ok[..., None], t - mean, 0.0) ** 2).sum(0) / n[:, None]
-    jac = (np.sign(zz) * np.log1p(np.abs(zz)) * ok[..., None]).sum(0)  # (F, 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ll = -0.5 * n[:, None] * np.log(var) + (_LAMBDAS - 1) * jac
-    ll = np.where(np.isfinite(ll), ll, -np.inf)
-    return _LAMBDAS[ll.argmax(1)]
-
-
-@dataclass
-class MemberTransform:
-    """Robust squashing then none / quantile-to-normal / Yeo-Johnson on numeric columns.
-
-    Fitted on the training rows only. Categorical columns pass through unchanged.
-    """
-
-    kind: str
-    numeric: np.ndarray  # (F,) bool: columns the transform touches
-    center: np.ndarray | None = None
-    scale: np.ndarray | None = None
-    sorted_: list | None = None  # quantile: per column sorted distinct values and their ranks
-    lam: np.ndarray | None = None  # power: per column lambda
-    post: tuple | None = None  # power: mean and std after the transform
-
-    def fit(self, x: np.ndarray) -> MemberTransform:
-        if self.kind not in TRANSFORMS:
-            raise ValueError(f"transform must be one of {TRANSFORMS}, got {self.kind!r}")
-        xn = x[:, self.numeric]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-            self.center = np.nan_to_num(np.nanmedian(xn, 0))
-            q75, q25 = (np.nan_to_num(np.nanpercentile(xn, p, 0)) for p in (75, 25))
-            std = np.nan_to_num(np.nanstd(xn, 0))
-        scale = (q75 - q25) / 1.349
-        scale = np.where(scale > 0, scale, std)
-        self.scale = np.where(scale > 0, scale, 1.0)
-        z = self._squash(xn)
-        if self.kind == "quantile":
-            self.sorted_ = []
-            for col in z.T:
-                v, counts = np.unique(col[~np.isnan(col)], return_counts=True)
-                mid_rank = np.cumsum(counts) - (counts - 1) / 2.0 - 1  # average rank of ties
-                p = (mid_rank + 0.5) / max(counts.sum(), 1)
-                self.sorted_.append((v, p))
-        elif self.kind == "power":
-            rows = np.linspace(0, len(z) - 1, min(len(z), 256)).astype(int)  # enough for lambda
-            self.lam = _fit_yeo_johnson(z[rows])
-            t = _yeo_johnson(z, self.lam)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mu, sd = np.nan_to_num(np.nanmean(t, 0)), np.nan_to_num(np.nanstd(t, 0))
-            self.post = (mu, np.where(sd > 0, sd, 1.0))
-        return self
-
-    def _squash(self, xn: np.ndarray) -> np.ndarray:
-        z = (xn - self.center) / self.scale
-        a = np.abs(z)
-        with np.errstate(invalid="ignore"):
-            return np.where(a > SQUASH_AT, np.sign(z) * (SQUASH_AT + np.log1p(a - SQUASH_AT)), z)
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        out = x.copy()
-        z = self._squash(x[:, self.numeric])
-        if self.kind == "quantile":
-            from scipy.special import ndtri
-
-            for j, (v, p) in enumerate(self.sorted_):
-                if v.size > 1:  # constant columns stay as they are
-                    z[:, j] = ndtri(np.interp(z[:, j], v, p))
-        elif self.kind == "power":
-            z = (_yeo_johnson(z, self.lam) - self.post[0]) / self.post[1]
-        out[:, self.numeric] = z
-        return out
-
-
 # ----- the ensemble -------------------------------------------------------------------------
 @dataclass
 class Member:
-    features: np.ndarray  # (F',) column indices in the order the network sees them
+    features: np.ndarray  # (F',) input columns in the order the network sees them
     rows: np.ndarray  # (N',) training rows
     code: np.ndarray | None  # (n_classes,) class index -> network label, or None (regression)
-    transform: MemberTransform
+    encoding: CategoryEncoding  # input columns -> network columns (categorical encodings)
+    transform: MemberTransform  # then the numeric transform, on the network columns
+
+    def inputs(self, x: np.ndarray) -> np.ndarray:
+        """Input rows x (n, F) -> this member's network columns (n, encoding.width)."""
+        return self.transform.transform(self.encoding.encode(x))
 
 
 def _class_codes(n_classes: int, max_classes: int, n_members: int,
@@ -308,57 +246,89 @@ def _rows(n: int, max_rows: int, y_idx: np.ndarray | None, rng: np.random.Genera
 
 @dataclass
 class EnsemblePlan:
-    """The members of one fitted estimator, and how to build their network inputs."""
+    """The members of one fitted estimator, and how to build their network inputs.
+
+    Members are ordered by input width (one-hot members may have more columns than the
+    others); each run of equal widths, ``groups``, is one batched engine call.
+    """
 
     members: list[Member]
     n_classes: int = 0
 
     @classmethod
-    def fit(cls, x: np.ndarray, y_idx: np.ndarray | None, categorical: np.ndarray, *,
+    def fit(cls, x: np.ndarray, y_idx: np.ndarray | None, n_levels: np.ndarray, *,
             n_estimators: int, max_features: int, max_classes: int, max_train_rows: int,
-            transforms: tuple[str, ...], seed: int) -> EnsemblePlan:
+            transforms: tuple[str, ...], encodings: tuple[str, ...] = ("ordinal",),
+            seed: int) -> EnsemblePlan:
         """Draw members for training matrix x (n, F) and class indices y_idx (n,) or None.
 
-        Member i uses ``transforms[i % len(transforms)]``.
+        n_levels: (F,) levels of each categorical column, 0 for numeric columns. Member i
+        uses ``transforms[i % len(transforms)]`` and ``encodings[i % len(encodings)]``.
+        Encodings draw from their own random stream, so the other draws (features, rows,
+        class codes) do not depend on the encodings chosen.
         """
         rng = np.random.default_rng(seed)
+        enc_rng = np.random.default_rng([seed, 1])
         n, f = x.shape
         n_classes = int(y_idx.max()) + 1 if y_idx is not None else 0
+        ranks = [level_ranks(x[:, j], k) if k else None for j, k in enumerate(n_levels)]
         codes = (_class_codes(n_classes, max_classes, n_estimators, rng)
                  if y_idx is not None else [None] * n_estimators)
         members = []
         for i, code in enumerate(codes):
             feats = rng.permutation(f)[:max_features]
             rows = _rows(n, max_train_rows, y_idx, rng)
-            xs = x[np.ix_(rows, feats)]
-            t = MemberTransform(transforms[i % len(transforms)], ~categorical[feats])
-            members.append(Member(feats, rows, code, t.fit(xs)))
+            enc = draw_encoding(encodings[i % len(encodings)], feats, ranks, max_features,
+                                enc_rng)
+            t = MemberTransform(transforms[i % len(transforms)], enc.numeric)
+            members.append(Member(feats, rows, code, enc, t.fit(enc.encode(x[rows]))))
+        members.sort(key=lambda m: m.encoding.width)  # stable: draw order within a width
         return cls(members, n_classes)
 
-    def train_inputs(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, N, F') float32 features and (B, N) float32 targets for the engine.
+    @property
+    def groups(self) -> list[slice]:
+        """Runs of members of equal input width, in member order (one engine call each)."""
+        widths = [m.encoding.width for m in self.members]
+        cuts = [0, *(i for i in range(1, len(widths)) if widths[i] != widths[i - 1]),
+                len(widths)]
+        return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+    def train_inputs(self, x: np.ndarray, y: np.ndarray
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per group, (B, N, F') float32 features and (B, N) float32 targets for the engine.
 
         y: class indices (mapped through each member's code) or standardised targets.
         """
-        xs, ys = [], []
-        for m in self.members:
-            xs.append(m.transform.transform(x[np.ix_(m.rows, m.features)]))
-            ys.append(m.code[y[m.rows]] if m.code is not None else y[m.rows])
-        return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
+        out = []
+        for group in self.groups:
+            xs, ys = [], []
+            for m in self.members[group]:
+                xs.append(m.inputs(x[m.rows]))
+                ys.append(m.code[y[m.rows]] if m.code is not None else y[m.rows])
+            out.append((np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)))
+        return out
 
-    def test_inputs(self, x: np.ndarray) -> np.ndarray:
-        """(B, T, F') float32 test features."""
-        return np.stack([m.transform.transform(x[:, m.features]) for m in self.members]
-                        ).astype(np.float32)
+    def test_inputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Per group, (B, T, F') float32 test features."""
+        return [np.stack([m.inputs(x) for m in self.members[g]]).astype(np.float32)
+                for g in self.groups]
 
-    def combine_probs(self, probs: np.ndarray) -> np.ndarray:
+    def combine_probs(self, probs: np.ndarray, temperature: float = 1.0) -> np.ndarray:
         """Members' network probabilities (B, T, C) -> class probabilities (T, n_classes).
 
-        Up to C classes: undo each member's permutation and average. Beyond: each member's
-        label probability is shared equally by the classes in its group, and members are
-        combined by a normalised geometric mean (a product of experts), since no single
-        member can tell the classes of one group apart.
+        temperature: each member's logits are divided by it first (softmax(log p / T),
+        the same as dividing the network's logits: the softmax head makes log p the logits
+        up to a constant); above 1 flattens, below 1 sharpens. Up to C classes: undo each
+        member's permutation and average. Beyond: each member's label probability is shared
+        equally by the classes in its group, and members are combined by a normalised
+        geometric mean (a product of experts), since no single member can tell the classes
+        of one group apart.
         """
+        if temperature != 1.0:
+            with np.errstate(divide="ignore"):  # labels the member never saw: p = 0 stays 0
+                logits = np.log(probs) / temperature
+            probs = np.exp(logits - logits.max(-1, keepdims=True))
+            probs = probs / probs.sum(-1, keepdims=True)
         per_member = np.stack([p[:, m.code] for p, m in zip(probs, self.members, strict=True)])
         if self.n_classes <= probs.shape[-1]:
             out = per_member.mean(0)

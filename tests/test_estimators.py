@@ -58,6 +58,93 @@ def test_dataframe_with_categories_and_missing_values():
         clf.predict(test[["city", "a", "ok", "c"]])
 
 
+def _categorical_frame(n=90, seed=0):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"x": rng.normal(size=n), "colour": rng.choice(list("rgbyk"), n),
+                       "code": rng.integers(0, 3, n)})
+    y = ((df["colour"].isin(["r", "b"])) ^ (df["code"] == 1)).to_numpy()
+    return df, y
+
+
+def test_categorical_features_parameter_and_fitted_mask():
+    df, y = _categorical_frame()
+    clf = PFNClassifier(**FAST).fit(df, y)
+    assert clf.categorical_features_.tolist() == [False, True, True]  # text + integer rule
+    none = PFNClassifier(**FAST, categorical_features=None).fit(df, y)
+    assert none.categorical_features_.tolist() == [False, True, False]
+    named = PFNClassifier(**FAST, categorical_features=["x"]).fit(df, y)
+    assert named.categorical_features_.tolist() == [True, True, False]
+    assert named.predict_proba(df.assign(x=df["x"] + 1)).shape == (90, 2)  # unseen: missing
+    with pytest.raises(ValueError, match="unknown columns"):
+        PFNClassifier(**FAST, categorical_features=["colour", "size"]).fit(df, y)
+    with pytest.raises(ValueError, match="categorical_encoding"):
+        PFNClassifier(**FAST, categorical_encoding=("onehot", "target")).fit(df, y)
+    for bad in ((), 3, None):
+        with pytest.raises(ValueError, match="categorical_encoding"):
+            PFNClassifier(**FAST, categorical_encoding=bad).fit(df, y)
+
+
+def test_renaming_categories_changes_no_prediction():
+    """One-hot and shuffled members start from a label-free order of the levels."""
+    df, y = _categorical_frame()
+    renamed = df.assign(colour=df["colour"].map(dict(zip("rgbyk", "vwxyz", strict=True))),
+                        code=df["code"].map({0: 7, 1: 3, 2: 5}))
+    for enc in ("onehot", ("onehot", "shuffled")):
+        a = PFNClassifier(**FAST, categorical_encoding=enc).fit(df[:60], y[:60])
+        b = PFNClassifier(**FAST, categorical_encoding=enc).fit(renamed[:60], y[:60])
+        np.testing.assert_allclose(a.predict_proba(df[60:]), b.predict_proba(renamed[60:]),
+                                   atol=1e-6)
+    c = PFNClassifier(**FAST, categorical_encoding="ordinal").fit(renamed[:60], y[:60])
+    assert not np.allclose(a.predict_proba(df[60:]), c.predict_proba(renamed[60:]), atol=1e-3)
+
+
+def test_members_of_other_widths_run_as_separate_engine_groups():
+    df, y = _categorical_frame()
+    target = df["x"].to_numpy() + (df["colour"] == "r")
+    for est, t in ((PFNClassifier, y), (PFNRegressor, target)):
+        mixed = est(**FAST, categorical_encoding=("shuffled", "onehot")).fit(df[:60], t[:60])
+        assert [x.shape[2] for x in mixed.x_train_] == [3, 9]  # x, 5 + 3 indicators
+        pred = mixed.predict(df[60:])
+        again = est(**FAST, categorical_encoding=("shuffled", "onehot")).fit(df[:60], t[:60])
+        np.testing.assert_array_equal(again.predict(df[60:]), pred)  # same seed, same result
+        np.testing.assert_array_equal(pickle.loads(pickle.dumps(mixed)).predict(df[60:]), pred)
+    dist = mixed.predict_distribution(df[60:])
+    np.testing.assert_allclose(dist.probs.sum(1), 1)
+
+
+def test_onehot_falls_back_to_codes_at_the_feature_limit():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(50, 99)), columns=[f"f{i}" for i in range(99)])
+    df["level"] = rng.choice(["a", "b", "c"], 50)
+    clf = PFNClassifier(**FAST).fit(df, df["f0"] > 0)
+    assert [x.shape[2] for x in clf.x_train_] == [100]  # 3 indicators would make 102
+    assert clf.predict_proba(df).shape == (50, 2)
+    narrow = PFNClassifier(**FAST).fit(df.iloc[:, 60:], df["f0"] > 0)
+    assert [x.shape[2] for x in narrow.x_train_] == [42]  # 39 numeric + 3 indicators
+
+
+def test_softmax_temperature_flattens_or_sharpens_the_probabilities():
+    """One member: the entropy of softmax(logits / T) grows with T, the argmax stays."""
+    X, y = _data()
+    one = dict(engine="torch", n_estimators=1)
+    p = {t: PFNClassifier(**one, softmax_temperature=t).fit(X[:60], y[:60])
+         .predict_proba(X[60:]) for t in (0.5, 1.0, 2.0)}
+    entropy = {t: -(q * np.log(np.maximum(q, 1e-300))).sum(1) for t, q in p.items()}
+    assert (entropy[0.5] < entropy[1.0]).all() and (entropy[1.0] < entropy[2.0]).all()
+    np.testing.assert_array_equal(p[2.0].argmax(1), p[1.0].argmax(1))
+    np.testing.assert_array_equal(p[0.5].argmax(1), p[1.0].argmax(1))
+    clf = PFNClassifier(**one).fit(X[:60], y[:60])
+    [x_test], m = clf.plan_.test_inputs(X[60:]), clf.plan_.members[0]
+    net = clf._get_engine().predict(clf._context[0], x_test)["probs"][0]
+    logits = np.log(net[:, m.code])  # the network's logits up to a constant per row
+    for t, q in p.items():  # softmax(logits / T)
+        expected = np.exp(logits / t) / np.exp(logits / t).sum(1, keepdims=True)
+        np.testing.assert_allclose(q, expected, rtol=1e-6)
+    for bad in (0, -1.0, float("inf"), "1", True):
+        with pytest.raises(ValueError, match="softmax_temperature"):
+            PFNClassifier(**FAST, softmax_temperature=bad).fit(X, y)
+
+
 def test_predictions_are_deterministic_per_random_state_and_chunk_invariant():
     X, y = _data()
     a = PFNClassifier(**FAST, random_state=3).fit(X[:60], y[:60]).predict_proba(X[60:])
@@ -75,12 +162,14 @@ def test_single_member_equals_the_network_on_the_same_inputs():
     import torch
 
     X, y = _data()
-    clf = PFNClassifier(engine="torch", n_estimators=1, transforms=("none",)).fit(X[:60], y[:60])
+    clf = PFNClassifier(engine="torch", n_estimators=1, transforms=("none",),
+                        softmax_temperature=1.0).fit(X[:60], y[:60])
     m = clf.plan_.members[0]
-    x_all = np.concatenate([clf.x_train_[0], clf.plan_.test_inputs(X[60:])[0]])[None]
+    x_all = np.concatenate([clf.x_train_[0][0], clf.plan_.test_inputs(X[60:])[0][0]])[None]
     engine = clf._get_engine()
     with torch.no_grad():
-        logits = engine.model(torch.tensor(x_all), torch.tensor(clf.y_train_), "classification")
+        logits = engine.model(torch.tensor(x_all), torch.tensor(clf.y_train_[0]),
+                              "classification")
     expected = torch.softmax(logits[0].double(), -1).numpy()[:, m.code]
     np.testing.assert_allclose(clf.predict_proba(X[60:]), expected, atol=1e-5)
 
@@ -93,7 +182,7 @@ def test_single_member_regressor_equals_the_network_on_raw_targets():
     y = 50 + 10 * X[:, 0]
     reg = PFNRegressor(engine="torch", n_estimators=1, transforms=("none",)).fit(X[:70], y[:70])
     model = reg._get_engine().model
-    x_all = np.concatenate([reg.x_train_[0], reg.plan_.test_inputs(X[70:])[0]])[None]
+    x_all = np.concatenate([reg.x_train_[0][0], reg.plan_.test_inputs(X[70:])[0][0]])[None]
     y_raw = torch.tensor(y[:70], dtype=torch.float32)[None]
     with torch.no_grad():
         logits = model(torch.tensor(x_all), y_raw, "regression")
@@ -108,7 +197,7 @@ def test_limits_many_classes_features_and_rows():
     clf = PFNClassifier(**FAST, max_train_rows=64).fit(X[:200], y[:200])
     proba = clf.predict_proba(X[200:])
     assert proba.shape == (60, 13) and np.allclose(proba.sum(1), 1)
-    assert clf.x_train_.shape[1:] == (64, 100)  # rows and features subsampled per member
+    assert [x.shape[1:] for x in clf.x_train_] == [(64, 100)]  # rows, features subsampled
     assert len(clf.plan_.members) >= 2
 
 

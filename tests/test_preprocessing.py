@@ -88,20 +88,20 @@ def _plan(n=60, f=5, classes=3, **kw):
     y = np.arange(n) % classes
     args = dict(n_estimators=4, max_features=100, max_classes=10, max_train_rows=1000,
                 transforms=("none", "quantile", "power"), seed=7) | kw
-    return x, y, EnsemblePlan.fit(x, y, np.zeros(f, bool), **args)
+    return x, y, EnsemblePlan.fit(x, y, np.zeros(f, np.int64), **args)
 
 
 def test_plan_is_deterministic_for_a_seed():
     x, y, a = _plan()
     _, _, b = _plan()
-    np.testing.assert_array_equal(a.train_inputs(x, y)[0], b.train_inputs(x, y)[0])
+    np.testing.assert_array_equal(a.train_inputs(x, y)[0][0], b.train_inputs(x, y)[0][0])
     _, _, c = _plan(seed=8)
-    assert not np.array_equal(a.train_inputs(x, y)[0], c.train_inputs(x, y)[0])
+    assert not np.array_equal(a.train_inputs(x, y)[0][0], c.train_inputs(x, y)[0][0])
 
 
 def test_members_permute_features_and_labels():
     x, y, plan = _plan()
-    xt, yt = plan.train_inputs(x, y)
+    [(xt, yt)] = plan.train_inputs(x, y)
     assert xt.shape == (4, 60, 5) and yt.shape == (4, 60)
     for m, ym in zip(plan.members, yt, strict=True):
         assert sorted(m.features) == list(range(5))
@@ -110,7 +110,7 @@ def test_members_permute_features_and_labels():
 
 def test_limits_subsample_features_and_rows_keeping_every_class():
     x, y, plan = _plan(n=300, f=30, classes=7, max_features=12, max_train_rows=20)
-    xt, yt = plan.train_inputs(x, y)
+    [(xt, yt)] = plan.train_inputs(x, y)
     assert xt.shape == (4, 20, 12)
     for m, ym in zip(plan.members, yt, strict=True):
         assert len(set(m.features)) == 12 and len(set(ym)) == 7
