@@ -22,11 +22,19 @@ import torch
 from onnx import numpy_helper
 
 from export.graphs import dynamic_shapes, graph_spec
-from pfn.artifacts import KINDS, TASKS, check_task, graph_path
+from pfn.artifacts import (
+    CONTENT_KEY,
+    KINDS,
+    TASKS,
+    WEIGHTS_KEY,
+    check_task,
+    graph_content_sha256,
+    graph_path,
+)
 from pfn.checkpoint import load_model
 from pfn.model import PFN
 
-EXPORT_VERSION = "2"  # 2: fit/predict graphs, float16-stored exact weights
+EXPORT_VERSION = "3"  # 2: fit/predict graphs, float16-stored exact weights; 3: sealed
 OPSET = 18
 
 
@@ -154,9 +162,25 @@ def _set_metadata(proto: onnx.ModelProto, meta: dict[str, str]) -> None:
         proto.metadata_props.add(key=key, value=meta[key])
 
 
+def _seal(proto: onnx.ModelProto) -> bytes:
+    """The serialised model with ``content_sha256`` in its metadata: the SHA-256 of the
+    model serialised without that entry, which readers recompute by cutting the entry out
+    of the file (:func:`pfn.artifacts.read_graph`)."""
+    keep = [p for p in proto.metadata_props if p.key != CONTENT_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    digest = hashlib.sha256(proto.SerializeToString()).hexdigest()
+    proto.metadata_props.add(key=CONTENT_KEY, value=digest)
+    data = proto.SerializeToString()
+    if graph_content_sha256(data) != digest:  # the reader's definition, checked once here
+        raise RuntimeError("sealing the graph: the serialisation is not canonical")
+    return data
+
+
 def _save_atomic(proto: onnx.ModelProto, path: Path) -> None:
+    """Seal ``proto`` and write it to ``path`` atomically."""
     tmp = path.with_name(path.name + ".tmp")
-    onnx.save_model(proto, str(tmp))
+    tmp.write_bytes(_seal(proto))
     tmp.replace(path)
 
 
@@ -167,8 +191,9 @@ def export_onnx(checkpoint: str | Path, out_prefix: str | Path,
 
     checkpoint: a model file written by :func:`pfn.checkpoint.save_model`. Keys of the
     result: ``"classification"`` (full graph), ``"classification.fit"``, and so on. The
-    metadata names the weights by content (``source_sha256``), not by file name or time, so
-    exporting the same weights again gives the same bytes.
+    metadata names the weights by content (``weights_sha256``, the weights fingerprint, and
+    ``source_sha256``, the file's hash), not by file name or time, so exporting the same
+    weights again gives the same bytes; every graph is sealed (``content_sha256``).
     """
     checkpoint = Path(checkpoint)
     model = load_model(checkpoint)
@@ -176,7 +201,7 @@ def export_onnx(checkpoint: str | Path, out_prefix: str | Path,
     metadata = {"config": cfg.to_json(), "max_classes": str(cfg.max_classes),
                 "max_features": str(cfg.max_features), "n_buckets": str(cfg.n_buckets),
                 "export_version": EXPORT_VERSION, "source_sha256": file_sha256(checkpoint),
-                "torch_version": torch.__version__}
+                WEIGHTS_KEY: model.weights_fingerprint, "torch_version": torch.__version__}
     return {task if kind == "full" else f"{task}.{kind}":
             export_graph(model, task, kind, graph_path(out_prefix, task, kind), metadata)
             for task in tasks for kind in kinds}
@@ -188,8 +213,9 @@ def quantize_int8(src: str | Path, dst: str | Path) -> Path:
     Weights of the MatMul/Gemm nodes are stored as int8 with per-tensor scales; activations
     are quantised on the fly at run time, so no calibration data is needed. Everything else
     (standardisation, attention softmax, the bar-distribution borders) stays float32. The
-    metadata is kept and marked with ``quantization=int8-dynamic``; the accuracy cost is
-    measured by ``benchmarks/real_data.py --models ours,ours_int8`` (see the model card).
+    metadata is kept and marked with ``quantization=int8-dynamic``, and the file sealed
+    anew; the accuracy cost is measured by ``benchmarks/real_data.py --models
+    ours,ours_int8`` (see the model card).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

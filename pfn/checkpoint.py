@@ -188,13 +188,18 @@ def weights_fingerprint(path: str | Path) -> str:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> PFN:
-    """Load a model file written by :func:`save_model` (float32 in memory)."""
+    """Load a model file written by :func:`save_model` (float32 in memory).
+
+    The model's ``weights_fingerprint`` attribute is the file's content hash (that of
+    :func:`weights_fingerprint`), so whoever holds the model can say which weights it runs.
+    """
     found, model = _read(path)
     state = {k: v.float() if v.is_floating_point() else v for k, v in found.tensors.items()}
     model.load_state_dict(state, assign=True)  # the meta model takes the tensors as they are
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
         model = PFN(found.config)  # a tensor the file does not hold: initialise normally
         model.load_state_dict(state)
+    model.weights_fingerprint = found.sha256
     return model.to(device).eval()
 
 

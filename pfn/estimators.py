@@ -25,7 +25,8 @@ Limits of the network, handled without errors:
 
 from __future__ import annotations
 
-import functools
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,8 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from pfn.bar_distribution import BarDistribution
 from pfn.categorical import DEFAULT_ENCODING, ENCODINGS
-from pfn.engines import get_engine, resolve_engine_name
+from pfn.engines import Engine, get_engine, resolve_engine_name
+from pfn.persistence import read_state, write_state
 from pfn.preprocessing import (
     DEFAULT_TRANSFORMS,
     TRANSFORMS,
@@ -51,10 +53,22 @@ except ImportError:  # pragma: no cover
     _validate_data = None
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_engine(name: str, model_path: str | None, device: str):
-    """Engines are stateless between calls (contexts live in the estimators): share them."""
-    return get_engine(name, model_path, device)
+_ENGINES: dict[tuple[str, str | None, str], Engine] = {}  # the 4 used last, oldest first
+_ENGINES_LOCK = threading.Lock()
+
+
+def _cached_engine(name: str, model_path: str | None, device: str) -> Engine:
+    """Engines are stateless between calls (contexts live in the estimators): share them,
+    one per (name, model_path, device), created once even when threads ask at once."""
+    key = (name, model_path, device)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.pop(key, None)
+        if engine is None:
+            engine = get_engine(name, model_path, device)
+        _ENGINES[key] = engine
+        while len(_ENGINES) > 4:
+            del _ENGINES[next(iter(_ENGINES))]
+        return engine
 
 
 def _check_names(est: BaseEstimator, X, reset: bool) -> None:
@@ -152,12 +166,32 @@ class _PFNBase(BaseEstimator):
         inputs = self.plan_.train_inputs(x, y_net)  # one (x, y) per group of members
         self.x_train_ = [xg for xg, _ in inputs]
         self.y_train_ = [yg for _, yg in inputs]
+        self.__dict__.pop("_context_arrays", None)  # a loaded cache belongs to the old fit
         self._context = self._engine_fit(engine)
+        self.weights_fingerprint_ = engine.weights_fingerprint
 
     def _engine_fit(self, engine) -> list:
         """One engine context per group of members (members of equal input width)."""
         return [engine.fit(xg, yg, self._task)
                 for xg, yg in zip(self.x_train_, self.y_train_, strict=True)]
+
+    def _ready_engine(self) -> Engine:
+        """The engine, once it is known to run the weights this estimator was fitted with,
+        and the training rows' contexts (rebuilt after unpickling or loading)."""
+        engine = self._get_engine()
+        fitted = getattr(self, "weights_fingerprint_", None)
+        if engine.weights_fingerprint != fitted:
+            raise ValueError(
+                f"this {type(self).__name__} was fitted with the weights of fingerprint "
+                f"{fitted or 'unrecorded (fitted before fingerprints were recorded)'}, but "
+                f"engine={self.engine!r} with model_path={self.model_path!r} runs the weights "
+                f"of fingerprint {engine.weights_fingerprint}; refit it, or install the "
+                "weights it was fitted with")
+        if getattr(self, "_context", None) is None:  # after unpickling or loading
+            arrays = getattr(self, "_context_arrays", None)
+            self._context = self._engine_fit(engine) if arrays is None \
+                else [engine.load_context(a, self._task) for a in arrays]
+        return engine
 
     def _engine_outputs(self, X):
         """Yield the engine's outputs for chunks of at most ``test_batch_size`` test rows."""
@@ -165,17 +199,61 @@ class _PFNBase(BaseEstimator):
         check_table(X)
         _check_names(self, X, reset=False)
         x = self.encoder_.transform(X)
-        engine = self._get_engine()
-        if getattr(self, "_context", None) is None:  # after unpickling
-            self._context = self._engine_fit(engine)
+        engine = self._ready_engine()
         for start in range(0, x.shape[0], self.test_batch_size):
             chunks = self.plan_.test_inputs(x[start:start + self.test_batch_size])
             outs = [engine.predict(ctx, xg)
                     for ctx, xg in zip(self._context, chunks, strict=True)]
             yield {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}  # member order
 
+    # ----- saving -----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, include_training_rows: bool = True) -> Path:
+        """Write the fitted estimator to one safetensors file (no pickle; see :meth:`load`).
+
+        The file holds the parameters, the fitted attributes, the weights fingerprint and,
+        by default, the members' encoded training rows (``x_train_``, ``y_train_``).
+        ``include_training_rows=False`` stores the engine's cache of them instead (per
+        member and layer, the keys and values the test rows attend to), so a deployment
+        holds no training rows; the cache is the larger (per row and member 2 x n_layers x
+        d_model floats, against one per feature). The per-member transforms stay either way
+        (a quantile transform keeps each numeric column's sorted distinct training values).
+        """
+        check_is_fitted(self, "plan_")
+        state = {k: v for k, v in self.__dict__.items() if k != "_context"}
+        if not include_training_rows:
+            engine = self._ready_engine()
+            state["_context_arrays"] = [engine.save_context(c) for c in self._context]
+            state.pop("x_train_", None)
+            state.pop("y_train_", None)
+        elif "x_train_" not in state:
+            raise ValueError(f"this {type(self).__name__} was loaded without its training "
+                             "rows; save it with include_training_rows=False")
+        return write_state(path, type(self).__name__, state)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike):
+        """An estimator written by :meth:`save`, ready to predict with the same weights.
+
+        Loading builds only numpy arrays, plain values and the project's own classes (never
+        pickle), and refuses a damaged file, another format, or a file of the other class
+        with a ValueError naming the file. Predicting refuses weights other than those it
+        was fitted with.
+        """
+        state = read_state(path, cls.__name__)
+        est = cls()
+        params = est.get_params(deep=False)
+        bad = [k for k in state if not (k in params or k.endswith("_") or k.startswith("_"))
+               or k.startswith("__")]
+        if bad:
+            raise ValueError(f"saved estimator {path} holds attributes {bad} that a "
+                             f"{cls.__name__} does not have")
+        est.__dict__.update(state)
+        est._context = None
+        return est
+
     def __getstate__(self) -> dict:
-        """Pickle arrays and parameters only; the engine context is rebuilt on first use."""
+        """Pickle arrays and parameters only; the engine context is rebuilt on first use,
+        after checking that the engine runs the weights the estimator was fitted with."""
         state = self.__dict__.copy()
         state.pop("_context", None)
         return state

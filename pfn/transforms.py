@@ -6,7 +6,6 @@ Used by :class:`pfn.preprocessing.EnsemblePlan`; numpy and scipy only.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +75,19 @@ def _nanquantiles(x: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
     return out
 
 
+def _per_column(stat, x: np.ndarray, *args) -> np.ndarray:
+    """``stat(x, *args, axis=0)`` (a NaN-ignoring numpy statistic), 0 for all-NaN columns.
+
+    Computed only on columns with a value, so numpy has nothing to warn about: silencing
+    its warning with ``warnings.catch_warnings`` is not thread-safe (it swaps a global).
+    """
+    out = np.zeros(x.shape[1])
+    seen = ~np.isnan(x).all(0)
+    if seen.any():
+        out[seen] = np.nan_to_num(stat(x[:, seen], *args, axis=0))
+    return out
+
+
 @dataclass
 class MemberTransform:
     """Robust squashing then none / quantile-to-normal / Yeo-Johnson on numeric columns.
@@ -96,9 +108,7 @@ class MemberTransform:
             raise ValueError(f"transform must be one of {TRANSFORMS}, got {self.kind!r}")
         xn = x[:, self.numeric]
         q25, self.center, q75 = np.nan_to_num(_nanquantiles(xn, (0.25, 0.5, 0.75)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-            std = np.nan_to_num(np.nanstd(xn, 0))
+        std = _per_column(np.nanstd, xn)
         scale = (q75 - q25) / 1.349
         scale = np.where(scale > 0, scale, std)
         self.scale = np.where(scale > 0, scale, 1.0)
@@ -114,9 +124,7 @@ class MemberTransform:
             rows = np.linspace(0, len(z) - 1, min(len(z), 256)).astype(int)  # enough for lambda
             self.lam = _fit_yeo_johnson(z[rows])
             t = _yeo_johnson(z, self.lam)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mu, sd = np.nan_to_num(np.nanmean(t, 0)), np.nan_to_num(np.nanstd(t, 0))
+            mu, sd = _per_column(np.nanmean, t), _per_column(np.nanstd, t)
             self.post = (mu, np.where(sd > 0, sd, 1.0))
         return self
 

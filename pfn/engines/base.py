@@ -9,7 +9,12 @@ estimators never see torch or ONNX Runtime:
   about the training rows, computed once;
 - ``predict(context, x_test (B, T, F) float32) -> dict``: ``{"probs": (B, T, max_classes)}``
   for classification, ``{"logits": (B, T, K), "borders": (B, K + 1)}`` for regression
-  (borders in the units of ``y_train``).
+  (borders in the units of ``y_train``);
+- ``weights_fingerprint``: which weights it runs (the content SHA-256 of the weights file,
+  :func:`pfn.checkpoint.weights_fingerprint`), so a fitted estimator can refuse other ones;
+- ``save_context(context) -> dict of arrays`` and ``load_context(arrays, task) -> context``:
+  the cache in one portable format, named as the ONNX fit graph's outputs (``x_mean``,
+  ``x_std``, ``k0``, ``v0``, ..., ``num_classes`` or ``borders``), which both engines read.
 
 Two engines implement it: :class:`pfn.engines.onnx_engine.OnnxEngine` (ONNX Runtime, the
 default, torch-free) and :class:`pfn.engines.torch_engine.TorchEngine` (PyTorch, needs the
@@ -33,10 +38,23 @@ class Engine(Protocol):
     max_features: int
     max_classes: int
     n_buckets: int
+    weights_fingerprint: str | None
 
     def fit(self, x_train: np.ndarray, y_train: np.ndarray, task: str) -> Any: ...
 
     def predict(self, context: Any, x_test: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def save_context(self, context: Any) -> dict[str, np.ndarray]: ...
+
+    def load_context(self, arrays: dict[str, np.ndarray], task: str) -> Any: ...
+
+
+def check_context_arrays(arrays: dict[str, np.ndarray], names: list[str]) -> None:
+    """Refuse a saved context that lacks one of ``names`` (a cache of another model)."""
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise ValueError(f"the saved context lacks {missing} (it has {sorted(arrays)}): not "
+                         "a cache of this model")
 
 
 def _importable(module: str) -> bool:

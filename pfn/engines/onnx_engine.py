@@ -9,6 +9,13 @@ validates and stores the training rows and ``predict`` runs the full graph. Ever
 (label encoding, categorical coding, ensemble transforms) happens before, in
 ``pfn.preprocessing``, identically for both engines; see ``export/FORMAT.md``.
 
+Trust: on first use the engine reads the metadata of every graph of its prefix and refuses
+graphs that come from different weights (``weights_sha256``); each graph is read once,
+its seal (``content_sha256``) checked, and those very bytes handed to ONNX Runtime, so a
+damaged file is refused before anything runs. Sessions are created under a lock: threads
+that ask for the same graph at once share one session (ONNX Runtime's ``run`` is
+thread-safe).
+
 Shapes: B datasets, N training rows, T test rows, F features.
 """
 
@@ -16,13 +23,26 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from pfn.artifacts import DEFAULT_PREFIX, KINDS, TASKS, check_task, graph_path, onnx_prefix
+from pfn.artifacts import (
+    DEFAULT_PREFIX,
+    KINDS,
+    TASKS,
+    check_task,
+    graph_path,
+    graph_weights,
+    onnx_prefix,
+    read_graph,
+    read_graph_metadata,
+)
+from pfn.engines.base import check_context_arrays
 
 SCORES_BUDGET = 1 << 22  # attention-score floats per ONNX Runtime call (16 MB)
 
@@ -75,6 +95,9 @@ class OnnxEngine:
         self.memory_arena = memory_arena
         self._sessions: dict[tuple[str, str], ort.InferenceSession] = {}
         self._metadata: dict[str, str] | None = None
+        self._weights: str | None = None
+        self._warned = False
+        self._lock = threading.RLock()
 
     def path(self, task: str, kind: str = "full") -> Path:
         """This engine's graph of ``task`` and ``kind`` (see :func:`graph_path`)."""
@@ -85,39 +108,81 @@ class OnnxEngine:
         return self.path(task, "fit").is_file() and self.path(task, "predict").is_file()
 
     def session(self, task: str, kind: str = "full") -> ort.InferenceSession:
-        """The session of one graph, created on first use."""
-        if (task, kind) not in self._sessions:
-            path = self.path(task, kind)
-            if not path.is_file():
-                raise FileNotFoundError(f"ONNX model not found: {path}")
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self.intra_op_threads
-            opts.inter_op_num_threads = 1
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            opts.enable_cpu_mem_arena = self.memory_arena
-            opts.enable_mem_pattern = True
-            try:
-                sess = ort.InferenceSession(str(path), sess_options=opts,
-                                            providers=["CPUExecutionProvider"])
-            except Exception as err:  # ORT raises its own exception types
-                raise ValueError(f"cannot load ONNX model {path}: {err}") from err
-            meta = sess.get_modelmeta().custom_metadata_map
-            found = (meta.get("task"), meta.get("graph", "full"))  # export v1: full only
-            if found != (task, kind):
-                raise ValueError(f"{path} is not the {task} {kind} graph (metadata task="
-                                 f"{found[0]!r}, graph={found[1]!r})")
-            self._sessions[(task, kind)] = sess
-            if self._metadata is None:
-                self._metadata = dict(meta)
-        return self._sessions[(task, kind)]
+        """The session of one graph, created on first use (once, whatever the threads)."""
+        sess = self._sessions.get((task, kind))
+        if sess is None:
+            with self._lock:
+                if (task, kind) not in self._sessions:
+                    self._sessions[(task, kind)] = self._load(task, kind)
+                sess = self._sessions[(task, kind)]
+        return sess
+
+    def _load(self, task: str, kind: str) -> ort.InferenceSession:
+        """Check the prefix, read and verify one graph, and create its session from the
+        verified bytes (never from the path, which could change in between)."""
+        self._check_prefix()
+        graph = read_graph(self.path(task, kind))
+        meta = graph.metadata
+        found = (meta.get("task"), meta.get("graph", "full"))  # export v1: full only
+        if found != (task, kind):
+            raise ValueError(f"{graph.path} is not the {task} {kind} graph (metadata task="
+                             f"{found[0]!r}, graph={found[1]!r})")
+        if graph_weights(meta) != self._weights:
+            raise ValueError(f"{graph.path} comes from weights {graph_weights(meta)}, the "
+                             f"other graphs of {self.prefix} from {self._weights}")
+        if not graph.verified and not self._warned:
+            self._warned = True
+            warnings.warn(f"{graph.path} (export_version {meta.get('export_version')}) "
+                          "records no content_sha256, so it is loaded unverified; re-export "
+                          "it with `pfn export` to seal it", UserWarning, stacklevel=4)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.intra_op_threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.enable_cpu_mem_arena = self.memory_arena
+        opts.enable_mem_pattern = True
+        try:
+            return ort.InferenceSession(graph.data, sess_options=opts,
+                                        providers=["CPUExecutionProvider"])
+        except Exception as err:  # ORT raises its own exception types
+            raise ValueError(f"cannot load ONNX model {graph.path}: {err}") from err
+
+    def _check_prefix(self) -> None:
+        """Read every graph's metadata once; refuse graphs of the prefix from other weights."""
+        if self._metadata is not None:
+            return
+        with self._lock:
+            if self._metadata is not None:
+                return
+            found = {(t, k): read_graph_metadata(self.path(t, k))
+                     for t in TASKS for k in KINDS if self.path(t, k).is_file()}
+            if not found:
+                raise FileNotFoundError(f"ONNX model not found: {self.path(TASKS[0])}")
+            weights = {key: graph_weights(meta) for key, meta in found.items()}
+            first = next(iter(found))
+            for key, value in weights.items():
+                if value != weights[first]:
+                    raise ValueError(
+                        f"ONNX graphs of {self.prefix} come from different weights: "
+                        f"{self.path(*first).name} from {weights[first]}, "
+                        f"{self.path(*key).name} from {value}; export them together")
+            self._weights = weights[first]
+            self._metadata = found[first]
 
     @property
     def metadata(self) -> dict[str, str]:
-        """metadata_props of the graphs (all carry the same, apart from ``task``/``graph``)."""
-        if self._metadata is None:  # from the first graph that exists, else name the first
-            found = [(t, k) for t in TASKS for k in KINDS if self.path(t, k).is_file()]
-            self.session(*(found[0] if found else (TASKS[0], "full")))
+        """metadata_props of the graphs (all carry the same, apart from ``task``/``graph``
+        and their seal)."""
+        self._check_prefix()
         return self._metadata
+
+    @property
+    def weights_fingerprint(self) -> str | None:
+        """The fingerprint of the weights the graphs were exported from (``weights_sha256``,
+        the torch engine's fingerprint of the same weights file; ``+int8-dynamic`` for
+        quantised graphs, which compute other numbers)."""
+        self._check_prefix()
+        return self._weights
 
     @property
     def config(self) -> dict:
@@ -156,11 +221,37 @@ class OnnxEngine:
                                  f"{self.max_classes - 1}, got values in "
                                  f"[{y.min()}, {y.max()}]")
         if not self.has_split(task):
+            self.session(task)  # verified before the context is accepted
             return OnnxContext(task, x.shape, x_train=x, y_train=y)
+        self.session(task, "predict")  # both graphs of the pair verified before either runs
         n = x.shape[1]
         cache = self._run_grouped(self.session(task, "fit"), {"x_train": x, "y_train": y},
                                   scores_per_dataset=n * n)
         return OnnxContext(task, x.shape, cache=cache)
+
+    def save_context(self, context: OnnxContext) -> dict[str, np.ndarray]:
+        """The fit graph's outputs by name: the portable cache format both engines read."""
+        if not isinstance(context, OnnxContext):
+            raise TypeError(f"context must come from OnnxEngine.fit, got {type(context)}")
+        if context.cache is None:
+            raise ValueError(f"{self.prefix} has no fit/predict pair for {context.task}: its "
+                             "context is the training rows themselves, not a cache")
+        return dict(context.cache)
+
+    def load_context(self, arrays: dict[str, np.ndarray], task: str) -> OnnxContext:
+        """A context from :meth:`save_context`'s arrays (of this engine or the torch one)."""
+        check_task(task)
+        sess = self.session(task, "predict")
+        need = [i.name for i in sess.get_inputs() if i.name != "x_test"]
+        extra = ["borders"] if task == "regression" else []  # returned as the engine made it
+        check_context_arrays(arrays, need + extra)
+        cache = {name: np.ascontiguousarray(arrays[name], dtype=np.int64 if
+                                            name == "num_classes" else np.float32)
+                 for name in need}
+        cache.update({name: np.asarray(arrays[name]) for name in extra})
+        k0 = cache["k0"]
+        return OnnxContext(task, (k0.shape[0], k0.shape[2], cache["x_mean"].shape[-1]),
+                           cache=cache)
 
     def predict(self, context: OnnxContext, x_test) -> dict[str, np.ndarray]:
         """Predict x_test (B, T, F): {"probs": (B, T, C)} or {"logits": (B, T, K),
