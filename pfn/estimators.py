@@ -15,12 +15,10 @@ Limits of the network, handled without errors:
   all classes in one network call, and the number of calls grows with log(classes), not
   with classes;
 - more than ``max_train_rows`` (default 1000) training rows: each member sees its own random
-  subset (one row of every class first). Documented, no warning. 1000 rather than 500
-  (the pretraining prior has at most ~460 training rows): on the 20 real datasets
-  (benchmarks/real_data.py, 2 splits, weights at step 4400) members with 1000 rows ranked
-  first more often (mean classification rank 1.79 vs 2.13 among three variants) at equal
-  mean ROC AUC (0.875) and R² (0.656), and fit + predict of 1000 x 100 training and
-  1000 test rows stays near 1 s of CPU.
+  subset (one row of every class first). 1000 rather than 500 although the v1 prior had
+  at most ~460 training rows: measured on benchmarks/real_data.py (figures in
+  pfn/weights/MODEL_CARD.md, "Estimator defaults"), and fit + predict stays within the
+  1 s budget.
 """
 
 from __future__ import annotations

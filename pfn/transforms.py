@@ -11,10 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 TRANSFORMS = ("none", "quantile", "power")
-# Members cycle through these by default. On the 12 real classification datasets
-# (benchmarks/real_data.py, 2 splits, 4 members) this cycle averaged ROC AUC 0.871 against
-# 0.868 for untransformed members (weights at step 2600), and 0.875 against 0.874 for
-# ("quantile", "power") alone (step 4400): transformed members first, one plain member.
+# Members cycle through these by default: transformed members first, one plain member;
+# chosen on benchmarks/real_data.py (figures: pfn/weights/MODEL_CARD.md, "Estimator
+# defaults").
 DEFAULT_TRANSFORMS = ("quantile", "power", "none")
 SQUASH_AT = 6.0  # robust standard units beyond which values grow only logarithmically
 
