@@ -1,0 +1,307 @@
+"""Large tables: every training row in some context, bounded memory, honest warnings.
+
+The network was pretrained on datasets of at most a few hundred rows and attends from every
+row to every training row, so a context of ``max_train_rows`` rows is what it can use well
+and what memory allows (attention scores grow with the square of the context). A larger
+training set is split into **local contexts** (MixturePFN, Xu et al. 2024; LoCalPFN, Thomas
+et al. 2024): each ensemble member grows a :class:`RowRouter`, a balanced binary tree whose
+splits are a random feature at its median, until every leaf holds at most
+``max_train_rows`` rows. Each leaf is one context; a test row is predicted by the leaf it
+falls into, once per member, and the members are averaged. So every training row is in
+exactly one context per member, fitting costs O(N x context) instead of O(N^2), and
+predicting costs the same per test row as with one context.
+
+Why this design (measured with ``benchmarks/large_tables.py`` on
+``shared/datasets/large/``; the figures are in the README and the benchmark output):
+
+- local contexts beat a random subsample per member (today's "bagging") on both tasks, and
+  their advantage grows with the number of rows: a local context shows the network the
+  neighbourhood of a test row at a resolution a global subsample cannot;
+- random median splits beat supervised ones (best impurity decrease): supervised leaves are
+  purer, so their contexts carry less information about the boundary, and members agree
+  more with each other, so the ensemble averages less;
+- contexts of ``max_train_rows`` = 1000 beat 500 (and halving the context does not halve
+  the time, since per-row work outside attention stays);
+- one member per router and as many routers as members beat one shared router with all
+  members in every leaf: a test row near a split of one router is inside a leaf of another.
+
+Regression members see different targets, so their bar distributions have different
+borders; every leaf's distribution is rebinned to the borders a single context over all
+training rows would have (:func:`pfn.bar_distribution.rebin_matrix`, a sparse map).
+
+Memory per training row: the engine keeps each context's keys and values (per member,
+2 x n_layers x d_model float32 numbers per row). Per test row: the chunk's features and,
+for regression, one float64 probability per bucket while the chunk is processed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pfn.bar_distribution import BarDistribution, rebin_matrix, softmax
+from pfn.preprocessing import EnsemblePlan, draw_feature_sets
+
+# Attention scores one network call may hold (bytes). A context of N rows needs
+# 4 x n_heads x N^2 bytes in fit and 4 x n_heads x N x test rows in predict; beyond this
+# budget ``fit`` refuses the parameters instead of exhausting the machine's memory.
+MEMORY_BUDGET = 2 << 30
+ROUTED_ROWS = 8192  # test rows routed at once with local contexts (bounds the chunk's memory)
+
+@dataclass(frozen=True)
+class RowRouter:
+    """A binary tree over the features whose leaves are contexts.
+
+    Node i splits on ``feature[i]`` at ``threshold[i]`` (x <= t goes left, NaN right) into
+    ``left[i]`` and ``right[i]``; a leaf has ``feature[i] == -1`` and ``leaf[i]`` its index.
+    """
+
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    leaf: np.ndarray
+
+    @property
+    def n_leaves(self) -> int:
+        return int(self.leaf.max()) + 1
+
+    def route(self, x: np.ndarray) -> np.ndarray:
+        """Leaf index (n,) of every row of x (n, F)."""
+        node = np.zeros(len(x), dtype=np.int64)
+        active = self.feature[node] >= 0
+        while active.any():
+            idx = np.flatnonzero(active)
+            nd = node[idx]
+            go_left = x[idx, self.feature[nd]] <= self.threshold[nd]  # NaN -> right
+            node[idx] = np.where(go_left, self.left[nd], self.right[nd])
+            active = self.feature[node] >= 0
+        return self.leaf[node]
+
+
+def grow_router(x: np.ndarray, leaf_rows: int, rng: np.random.Generator
+                ) -> tuple[RowRouter, list[np.ndarray]]:
+    """A :class:`RowRouter` over training rows x (n, F), and the training rows of each leaf.
+
+    A node with more than ``leaf_rows`` rows splits at the median of a random feature among
+    those whose median split leaves at least a quarter of the rows on each side; a node
+    where no feature can (many identical rows) stays a leaf, larger than ``leaf_rows``.
+    """
+    feature, threshold, left, right, leaf = [], [], [], [], []
+    leaves: list[np.ndarray] = []
+
+    def new_node() -> int:
+        for column, value in ((feature, -1), (threshold, np.nan), (left, -1), (right, -1),
+                              (leaf, -1)):
+            column.append(value)
+        return len(feature) - 1
+
+    stack = [(new_node(), np.arange(len(x)))]
+    while stack:
+        node, rows = stack.pop()
+        split = _median_split(x[rows], rng) if rows.size > leaf_rows else None
+        if split is None:
+            leaf[node] = len(leaves)
+            leaves.append(rows)
+            continue
+        f, t, go_left = split
+        feature[node], threshold[node] = f, t
+        left[node], right[node] = new_node(), new_node()
+        stack += [(right[node], rows[~go_left]), (left[node], rows[go_left])]
+    router = RowRouter(np.asarray(feature), np.asarray(threshold, dtype=np.float64),
+                       np.asarray(left), np.asarray(right), np.asarray(leaf))
+    return router, leaves
+
+
+def _median_split(x: np.ndarray, rng: np.random.Generator):
+    """(feature, threshold, go_left) for a balanced random split of x (n, F), or None."""
+    n = len(x)
+    for f in rng.permutation(x.shape[1]):
+        col = x[:, f]
+        t = np.sort(col)[n // 2 - 1]  # NaN sort last
+        if np.isnan(t):
+            continue
+        go_left = col <= t
+        if min(int(go_left.sum()), n - int(go_left.sum())) >= n // 4:
+            return int(f), float(t), go_left
+    return None
+
+
+@dataclass
+class LocalContexts:
+    """Per member, a router and one single-member :class:`EnsemblePlan` per leaf.
+
+    ``x`` (n, F) and ``y`` (n,) are the encoded training rows and the network's targets
+    (class indices, or standardised targets), kept so that contexts can be re-encoded
+    (after unpickling, or on another machine).
+    """
+
+    routers: list[RowRouter]
+    plans: list[list[EnsemblePlan]]
+    leaf_rows: list[list[np.ndarray]]
+    x: np.ndarray
+    y: np.ndarray
+    task: str
+    n_classes: int = 0
+    _engine_contexts: list | None = field(default=None, repr=False)
+    _grid: np.ndarray | None = field(default=None, repr=False)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, y_idx: np.ndarray | None,
+            categorical: np.ndarray, *, n_estimators: int, max_features: int,
+            max_classes: int, context_rows: int, transforms: tuple[str, ...], seed: int
+            ) -> LocalContexts:
+        """Draw the members' columns, grow one router per member and plan every leaf."""
+        rng = np.random.default_rng(seed)
+        feature_sets = draw_feature_sets(x.shape[1], max_features, n_estimators, rng)
+        n_classes = int(y_idx.max()) + 1 if y_idx is not None else 0
+        routers, plans, leaf_rows = [], [], []
+        for i, feats in enumerate(feature_sets):
+            router, leaves = grow_router(x, context_rows, rng)
+            if max(r.size for r in leaves) > context_rows:
+                warnings.warn(f"{max(r.size for r in leaves)} training rows share their "
+                              "feature values, more than max_train_rows="
+                              f"{context_rows}: their context sees a random subset of "
+                              "them. Raise max_train_rows to use them all.", UserWarning,
+                              stacklevel=4)
+            seeds = rng.integers(2**31 - 1, size=len(leaves))
+            routers.append(router)
+            leaf_rows.append(leaves)
+            plans.append([EnsemblePlan.fit(
+                x[rows], None if y_idx is None else y_idx[rows], categorical,
+                n_estimators=1, max_features=len(feats), max_classes=max_classes,
+                max_train_rows=context_rows, transforms=(transforms[i % len(transforms)],),
+                seed=int(s), feature_sets=[feats], n_classes=n_classes or None)
+                for rows, s in zip(leaves, seeds, strict=True)])
+        return cls(routers, plans, leaf_rows, x, y, "classification" if y_idx is not None
+                   else "regression", n_classes)
+
+    @property
+    def n_contexts(self) -> int:
+        return sum(len(p) for p in self.plans)
+
+    def encode(self, engine, progress=None) -> None:
+        """Let the engine encode every context's training rows (once)."""
+        contexts = []
+        for plans, leaves in zip(self.plans, self.leaf_rows, strict=True):
+            row = []
+            for plan, rows in zip(plans, leaves, strict=True):
+                row.append(engine.fit(*plan.train_inputs(self.x[rows], self.y[rows]),
+                                      self.task))
+                if progress is not None:
+                    progress.update(1)
+            contexts.append(row)
+        self._engine_contexts = contexts
+        if self.task == "regression":
+            self._grid = self._common_borders(engine)
+
+    def _common_borders(self, engine) -> np.ndarray:
+        """The borders of one context over all training rows (K + 1,), for the mixture.
+
+        Every context's borders are the model's borders scaled by its targets' mean and
+        unbiased std (export/FORMAT.md); undo that for one context, redo it for all rows.
+        """
+        plan, rows = self.plans[0][0], self.leaf_rows[0][0]
+        probe = plan.test_inputs(self.x[rows[:1]])
+        borders = engine.predict(self._engine_contexts[0][0], probe)["borders"][0]
+        y_ctx = self.y[rows[plan.members[0].rows]]
+        raw = (np.asarray(borders, np.float64) - y_ctx.mean()) / max(y_ctx.std(ddof=1), 1e-8)
+        return raw * max(self.y.std(ddof=1), 1e-8) + self.y.mean()
+
+    def predict(self, engine, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Combined predictions for test rows x (T, F): ``{"probs": (T, n_classes)}``, or
+        for regression ``{"probs": (T, K), "borders": (K + 1,)}`` (standardised units)."""
+        if self._engine_contexts is None:
+            self.encode(engine)
+        width = self.n_classes if self.task == "classification" else len(self._grid) - 1
+        total = np.zeros((len(x), width))
+        for r, router in enumerate(self.routers):
+            leaf = router.route(x)
+            for j in np.unique(leaf):
+                at = np.flatnonzero(leaf == j)
+                plan, ctx = self.plans[r][j], self._engine_contexts[r][j]
+                out = engine.predict(ctx, plan.test_inputs(x[at]))
+                if self.task == "classification":
+                    total[at] += plan.combine_probs(out["probs"])
+                else:
+                    w = rebin_matrix(np.asarray(out["borders"][0], np.float64), self._grid)
+                    total[at] += np.asarray(softmax(out["logits"][0]) @ w)
+        total /= len(self.routers)
+        if self.task == "classification":
+            return {"probs": total}
+        return {"probs": total, "borders": self._grid}
+
+    def __getstate__(self) -> dict:
+        """Pickle arrays only; the engine's contexts are rebuilt on first use."""
+        state = self.__dict__.copy()
+        state["_engine_contexts"] = None
+        return state
+
+
+def attention_heads(engine) -> int:
+    """The engine's number of attention heads (both engines carry the model config)."""
+    if hasattr(engine, "model"):
+        return int(engine.model.cfg.n_heads)
+    return int(engine.config.get("n_heads", 1))
+
+
+def check_memory(engine, context_rows: int, test_batch_size: int) -> None:
+    """Raise ValueError naming the parameter whose attention scores exceed MEMORY_BUDGET."""
+    heads = attention_heads(engine)
+    for name, value, other in (("max_train_rows", context_rows, context_rows),
+                               ("test_batch_size", test_batch_size, context_rows)):
+        need = 4 * heads * value * other
+        if need > MEMORY_BUDGET:
+            limit = MEMORY_BUDGET // (4 * heads * (other if name != "max_train_rows" else 1))
+            limit = int(limit ** 0.5) if name == "max_train_rows" else limit
+            raise ValueError(
+                f"{name}={value} needs about {need / 1e9:.1f} GB of attention scores per "
+                f"network call ({heads} heads x {value} x {other} float32), over the "
+                f"{MEMORY_BUDGET / 1e9:.1f} GB budget: use {name} <= {limit} (larger "
+                "training sets are split into local contexts, so every row is still used)")
+
+
+@contextlib.contextmanager
+def progress(enabled: bool, total: int, desc: str):
+    """A tqdm bar when ``enabled`` (else None), closed on exit."""
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=desc, unit="chunk" if "predict" in desc else "context") as bar:
+        yield bar
+
+
+def predict_chunks(engine, x: np.ndarray, task: str, batch: int, verbose: bool, *,
+                   contexts: LocalContexts | None, plan: EnsemblePlan | None, context):
+    """Yield combined predictions for successive chunks of test rows x (T, F).
+
+    Classification: probabilities (t, n_classes); regression: a :class:`BarDistribution`
+    in the standardised target space. With local contexts, chunks hold up to
+    ``batch`` x leaves rows (at most ROUTED_ROWS), so that each context gets a useful batch.
+    """
+    step = batch
+    if contexts is not None:
+        leaves = max(len(p) for p in contexts.plans)
+        step = max(batch, min(batch * leaves, ROUTED_ROWS))
+    with progress(verbose and len(x) > step, -(-len(x) // step), "predict") as bar:
+        for start in range(0, len(x), step):
+            chunk = x[start:start + step]
+            if contexts is not None:
+                out = contexts.predict(engine, chunk)
+                yield out["probs"] if task == "classification" else \
+                    BarDistribution(out["probs"], out["borders"])
+            else:
+                out = engine.predict(context, plan.test_inputs(chunk))
+                yield plan.combine_probs(out["probs"]) if task == "classification" else \
+                    BarDistribution.mixture(out["logits"], out["borders"])
+            if bar is not None:
+                bar.update(1)
+
+
+__all__ = ["LocalContexts", "RowRouter", "grow_router", "check_memory", "predict_chunks",
+           "MEMORY_BUDGET"]
