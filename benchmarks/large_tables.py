@@ -43,16 +43,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", default="", help="comma list of dataset names")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=None,
-                    help="threads of every model (ours: n_jobs; the others: OMP_NUM_THREADS, "
-                    "which must be exported before the run). On a shared machine 1 keeps "
-                    "OpenMP's spinning threads from inflating the baselines' times")
+                    help="threads of every model (n_jobs where it has one; export "
+                    "OMP_NUM_THREADS too, for HistGradientBoosting). On a shared machine 1 "
+                    "keeps OpenMP's spinning threads from inflating the baselines' times")
     args = ap.parse_args(argv)
     if args.threads is not None:
         make = real_data.make_model
 
         def make_model(name: str, task: str):
             model = make(name, task)
-            return model.set_params(n_jobs=args.threads) if name.startswith("ours") else model
+            if name.startswith("ours"):
+                return model.set_params(n_jobs=args.threads)
+            last = f"{model.steps[-1][0]}__n_jobs"  # a pipeline ending in the model
+            return model.set_params(**{last: args.threads}) if last in model.get_params() \
+                else model
 
         real_data.make_model = make_model
     models = [m for m in args.models.split(",") if m]

@@ -4,9 +4,9 @@ The network was pretrained on datasets of at most a few hundred rows and attends
 row to every training row, so a context of ``max_train_rows`` rows is what it can use well
 and what memory allows (attention scores grow with the square of the context). A larger
 training set is split into **local contexts** (MixturePFN, Xu et al. 2024; LoCalPFN, Thomas
-et al. 2024): each ensemble member grows a :class:`RowRouter`, a balanced binary tree whose
-splits are a random feature at its median, until every leaf holds at most
-``max_train_rows`` rows. Each leaf is one context; a test row is predicted by the leaf it
+et al. 2024): each ensemble member grows a :class:`RowRouter`, a binary tree whose splits are a
+random feature at a quantile, until every leaf holds at most ``max_train_rows`` rows
+(and about that many). Each leaf is one context; a test row is predicted by the leaf it
 falls into, once per member, and the members are averaged. So every training row is in
 exactly one context per member, fitting costs O(N x context) instead of O(N^2), and
 predicting costs the same per test row as with one context.
@@ -17,7 +17,7 @@ Why this design (measured with ``benchmarks/large_tables.py`` on
 - local contexts beat a random subsample per member (today's "bagging") on both tasks, and
   their advantage grows with the number of rows: a local context shows the network the
   neighbourhood of a test row at a resolution a global subsample cannot;
-- random median splits beat supervised ones (best impurity decrease): supervised leaves are
+- random splits beat supervised ones (best impurity decrease): supervised leaves are
   purer, so their contexts carry less information about the boundary, and members agree
   more with each other, so the ensemble averages less;
 - contexts of ``max_train_rows`` = 1000 beat 500 (and halving the context does not halve
@@ -49,7 +49,7 @@ from pfn.preprocessing import EnsemblePlan, draw_feature_sets
 # 4 x n_heads x N^2 bytes in fit and 4 x n_heads x N x test rows in predict; beyond this
 # budget ``fit`` refuses the parameters instead of exhausting the machine's memory.
 MEMORY_BUDGET = 2 << 30
-ROUTED_ROWS = 8192  # test rows routed at once with local contexts (bounds the chunk's memory)
+ROUTED_ROWS = 4096  # test rows routed at once with local contexts (bounds the chunk's memory)
 
 @dataclass(frozen=True)
 class RowRouter:
@@ -86,9 +86,12 @@ def grow_router(x: np.ndarray, leaf_rows: int, rng: np.random.Generator
                 ) -> tuple[RowRouter, list[np.ndarray]]:
     """A :class:`RowRouter` over training rows x (n, F), and the training rows of each leaf.
 
-    A node with more than ``leaf_rows`` rows splits at the median of a random feature among
-    those whose median split leaves at least a quarter of the rows on each side; a node
-    where no feature can (many identical rows) stays a leaf, larger than ``leaf_rows``.
+    A node of n > ``leaf_rows`` rows is meant to end as k = ceil(n / leaf_rows) leaves of
+    about n / k rows (as close to ``leaf_rows`` as whole leaves allow: a context smaller
+    than the network can take wastes what it could see). So it splits at the
+    floor(k / 2) / k quantile of a random feature among those where ties leave each side at
+    least half of its intended rows; a node where no feature can (many identical rows)
+    stays a leaf, larger than ``leaf_rows``.
     """
     feature, threshold, left, right, leaf = [], [], [], [], []
     leaves: list[np.ndarray] = []
@@ -102,7 +105,7 @@ def grow_router(x: np.ndarray, leaf_rows: int, rng: np.random.Generator
     stack = [(new_node(), np.arange(len(x)))]
     while stack:
         node, rows = stack.pop()
-        split = _median_split(x[rows], rng) if rows.size > leaf_rows else None
+        split = _quantile_split(x[rows], leaf_rows, rng) if rows.size > leaf_rows else None
         if split is None:
             leaf[node] = len(leaves)
             leaves.append(rows)
@@ -116,16 +119,19 @@ def grow_router(x: np.ndarray, leaf_rows: int, rng: np.random.Generator
     return router, leaves
 
 
-def _median_split(x: np.ndarray, rng: np.random.Generator):
-    """(feature, threshold, go_left) for a balanced random split of x (n, F), or None."""
+def _quantile_split(x: np.ndarray, leaf_rows: int, rng: np.random.Generator):
+    """(feature, threshold, go_left) for a random split of x (n, F) into whole leaves."""
     n = len(x)
+    k = -(-n // leaf_rows)
+    pos = n * (k // 2) // k  # rows meant for the left side
     for f in rng.permutation(x.shape[1]):
         col = x[:, f]
-        t = np.sort(col)[n // 2 - 1]  # NaN sort last
+        t = np.sort(col)[pos - 1]  # NaN sort last
         if np.isnan(t):
             continue
         go_left = col <= t
-        if min(int(go_left.sum()), n - int(go_left.sum())) >= n // 4:
+        n_left = int(go_left.sum())
+        if n_left >= pos / 2 and n - n_left >= (n - pos) / 2:
             return int(f), float(t), go_left
     return None
 

@@ -29,7 +29,7 @@ def test_router_leaves_partition_the_rows_and_route_them_home():
     router, leaves = grow_router(X, 100, np.random.default_rng(0))
     rows = np.concatenate(leaves)
     assert sorted(rows.tolist()) == list(range(1000))  # every row in exactly one leaf
-    assert max(map(len, leaves)) <= 100 and min(map(len, leaves)) >= 25
+    assert max(map(len, leaves)) <= 100 and min(map(len, leaves)) >= 50
     leaf = router.route(X)
     for j, members in enumerate(leaves):
         assert (leaf[members] == j).all()
