@@ -167,12 +167,6 @@ class LocalContexts:
         routers, plans, leaf_rows = [], [], []
         for i, feats in enumerate(feature_sets):
             router, leaves = grow_router(x, context_rows, rng)
-            if max(r.size for r in leaves) > context_rows:
-                warnings.warn(f"{max(r.size for r in leaves)} training rows share their "
-                              "feature values, more than max_train_rows="
-                              f"{context_rows}: their context sees a random subset of "
-                              "them. Raise max_train_rows to use them all.", UserWarning,
-                              stacklevel=4)
             seeds = rng.integers(2**31 - 1, size=len(leaves))
             routers.append(router)
             leaf_rows.append(leaves)
@@ -182,6 +176,13 @@ class LocalContexts:
                 max_train_rows=context_rows, transforms=(transforms[i % len(transforms)],),
                 seed=int(s), feature_sets=[feats], n_classes=n_classes or None)
                 for rows, s in zip(leaves, seeds, strict=True)])
+        largest = max(r.size for leaves in leaf_rows for r in leaves)
+        if largest > context_rows:  # once per fit, whatever the number of members
+            warnings.warn(f"a context of {largest} training rows could not be split (too "
+                          "many rows share their feature values) and exceeds max_train_rows="
+                          f"{context_rows}: its member sees a random subset of "
+                          f"{context_rows} of them. Raise max_train_rows to use them all.",
+                          UserWarning, stacklevel=4)
         return cls(routers, plans, leaf_rows, x, y, "classification" if y_idx is not None
                    else "regression", n_classes)
 

@@ -39,8 +39,11 @@ def test_identical_rows_stay_together_and_are_reported():
     X = np.zeros((300, 2))
     X[:50, 0] = np.arange(50)
     y = np.arange(300) % 2
-    with pytest.warns(UserWarning, match="max_train_rows=100"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         clf = PFNClassifier(**SMALL).fit(X, y)
+    assert len(caught) == 1 and "max_train_rows=100" in str(caught[0].message)
+    assert "context of 300 training rows" in str(caught[0].message)
     assert clf.predict_proba(X[:5]).shape == (5, 2)
 
 
