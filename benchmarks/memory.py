@@ -5,9 +5,9 @@
 Each (task, method) runs in its own subprocess, which fits on ``--train`` synthetic rows
 (more than ``max_train_rows``, so local contexts are used) and predicts ``--rows`` rows with
 ``predict``, ``predict_proba`` (classification), ``predict_quantiles`` or
-``predict_distribution`` (regression), default settings. Printed: the subprocess's peak
-resident memory (``ru_maxrss``: interpreter, libraries, model, data and results included),
-the part of it beyond the fitted estimator before predicting, and seconds. The target is a
+``predict_distribution`` (regression), default settings on one thread. Printed: the
+subprocess's peak resident memory (``ru_maxrss``: interpreter, libraries, model, data and
+results included), that peak before predicting, the result's size, and seconds. The target is a
 peak under 1.5 GB for every line.
 """
 
@@ -41,7 +41,7 @@ def worker(task: str, method: str, rows: int, train: int, n_estimators: int) -> 
     x = rng.normal(size=(train + rows, 8)).astype(np.float64)
     signal = x[:, 0] + np.sin(2 * x[:, 1]) + 0.3 * rng.normal(size=len(x))
     est = (PFNClassifier if task == "classification" else PFNRegressor)(
-        n_estimators=n_estimators)
+        n_estimators=n_estimators, n_jobs=1)
     est.fit(x[:train], signal[:train] > 0 if task == "classification" else signal[:train])
     before = rss_mb()
     t0 = time.perf_counter()
