@@ -42,7 +42,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pfn.bar_distribution import BarDistribution, rebin_matrix, softmax
+from pfn.bar_distribution import (
+    TAIL_MARGIN,
+    BarDistribution,
+    clip_outer_borders,
+    rebin_matrix,
+    softmax,
+)
 from pfn.preprocessing import EnsemblePlan, draw_feature_sets
 
 # Attention scores one network call may hold (bytes). A context of N rows needs
@@ -206,17 +212,32 @@ class LocalContexts:
             self._grid = self._common_borders(engine)
 
     def _common_borders(self, engine) -> np.ndarray:
-        """The borders of one context over all training rows (K + 1,), for the mixture.
+        """Common borders (K + 1,) for the mixture of every context's distribution.
 
         Every context's borders are the model's borders scaled by its targets' mean and
-        unbiased std (export/FORMAT.md); undo that for one context, redo it for all rows.
+        unbiased std (export/FORMAT.md). The common ones are the model's borders scaled so
+        that their inner buckets span every context's inner buckets: then only mass that a
+        context itself puts in its outer (half-normal) buckets lands in the common outer
+        buckets, whose tails would otherwise stretch it far out.
         """
         plan, rows = self.plans[0][0], self.leaf_rows[0][0]
         probe = plan.test_inputs(self.x[rows[:1]])
         borders = engine.predict(self._engine_contexts[0][0], probe)["borders"][0]
-        y_ctx = self.y[rows[plan.members[0].rows]]
-        raw = (np.asarray(borders, np.float64) - y_ctx.mean()) / max(y_ctx.std(ddof=1), 1e-8)
-        return raw * max(self.y.std(ddof=1), 1e-8) + self.y.mean()
+        stats = [self._target_scale(self.y[rows[plan.members[0].rows]])]
+        raw = (np.asarray(borders, np.float64) - stats[0][0]) / stats[0][1]
+        stats += [self._target_scale(self.y)]
+        stats += [self._target_scale(self.y[leaf[m.rows]]) for plans, leaves in
+                  zip(self.plans, self.leaf_rows, strict=True) for p, leaf in
+                  zip(plans, leaves, strict=True) for m in p.members]
+        mean, std = np.array(stats).T
+        lo, hi = (raw[1] * std + mean).min(), (raw[-2] * std + mean).max()
+        scale = (hi - lo) / (raw[-2] - raw[1])
+        return raw * scale + (lo - raw[1] * scale)
+
+    @staticmethod
+    def _target_scale(y: np.ndarray) -> tuple[float, float]:
+        """(mean, unbiased std) of a context's targets, as the model computes them."""
+        return float(y.mean()), max(float(y.std(ddof=1)), 1e-8) if len(y) > 1 else 1.0
 
     def predict(self, engine, x: np.ndarray) -> dict[str, np.ndarray]:
         """Combined predictions for test rows x (T, F): ``{"probs": (T, n_classes)}``, or
@@ -234,12 +255,25 @@ class LocalContexts:
                 if self.task == "classification":
                     total[at] += plan.combine_probs(out["probs"])
                 else:
-                    w = rebin_matrix(np.asarray(out["borders"][0], np.float64), self._grid)
-                    total[at] += np.asarray(softmax(out["logits"][0]) @ w)
+                    total[at] += np.asarray(softmax(out["logits"][0]) @ self._rebin(out))
         total /= len(self.routers)
         if self.task == "classification":
             return {"probs": total}
         return {"probs": total, "borders": self._grid}
+
+    def _rebin(self, out: dict):
+        """The sparse map from a context's buckets to the common ones (K, K).
+
+        The context's outer borders are first pulled in as ``clip_tails`` does for the
+        whole ensemble (to half a target span beyond the training targets): rebinned
+        unclipped, the far tails of a context with a narrow target range would put mass
+        at extreme values of the common buckets, out of reach of the final clipping.
+        """
+        lo, hi = float(self.y.min()), float(self.y.max())
+        margin = TAIL_MARGIN * max(hi - lo, float(self.y.std()))
+        borders = clip_outer_borders(np.asarray(out["borders"][0], np.float64), lo - margin,
+                                     hi + margin)
+        return rebin_matrix(borders, clip_outer_borders(self._grid, lo - margin, hi + margin))
 
     def __getstate__(self) -> dict:
         """Pickle arrays only; the engine's contexts are rebuilt on first use."""

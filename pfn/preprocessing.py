@@ -346,7 +346,7 @@ class EnsemblePlan:
 
         Member i uses ``transforms[i % len(transforms)]``. Beyond ``max_features`` features
         there are at least as many members as feature groups (:func:`draw_feature_sets`);
-        ``feature_sets`` fixes the members' columns instead (one member each), and
+        ``feature_sets`` fixes the members' columns instead (cycled over the members), and
         ``n_classes`` the number of classes when y_idx holds only some of them.
         """
         rng = np.random.default_rng(seed)
@@ -357,11 +357,12 @@ class EnsemblePlan:
             max(n_estimators, -(-f // max_features))
         codes = (_class_codes(n_classes, max_classes, n_members, rng)
                  if y_idx is not None else [None] * n_members)
-        if feature_sets is None and f > max_features:
-            feature_sets = draw_feature_sets(f, max_features, n_members, rng)
+        if feature_sets is None and f > max_features:  # as many as the codes need
+            feature_sets = draw_feature_sets(f, max_features, len(codes), rng)
         members = []
         for i, code in enumerate(codes):
-            feats = rng.permutation(f) if feature_sets is None else feature_sets[i]
+            feats = rng.permutation(f) if feature_sets is None else \
+                feature_sets[i % len(feature_sets)]
             rows = _rows(n, max_train_rows, y_idx, rng)
             xs = x[np.ix_(rows, feats)]
             t = MemberTransform(transforms[i % len(transforms)], ~categorical[feats])
