@@ -125,8 +125,12 @@ def _columns(est, method: str, quantiles) -> list[str]:
 class _Scorer:
     """A Ray actor: rebuilds the estimator once, then scores pandas batches."""
 
-    def __init__(self, payload: bytes, method: str, features: list | None, keep: list,
+    def __init__(self, payload, method: str, features: list | None, keep: list,
                  quantiles: tuple, threads: int) -> None:
+        if not isinstance(payload, bytes):  # the ObjectRef of ray.put, fetched once here
+            import ray
+
+            payload = ray.get(payload)
         self.est = from_payload(payload)
         if self.est.model_path is None:
             self.est.set_params(engine="onnx")

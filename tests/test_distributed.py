@@ -60,14 +60,17 @@ def test_payload_rebuilds_only_pfn_classes():
 
 @pytest.fixture(scope="module")
 def ray_cluster():
+    # Before Ray is imported: no usage reports, and a single-machine cluster on the
+    # loopback address (Ray otherwise binds its processes to the machine's own address).
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls
     try:
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 object_store_memory=100 * 2**20, log_to_driver=False,
-                 configure_logging=False)
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20,
+                 log_to_driver=False, configure_logging=False)
     except Exception as err:  # Ray gives its node 30 s to start; a starved machine misses it
         pytest.skip(f"the local Ray cluster did not start: {err}")
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
     yield ray
     ray.shutdown()
 
@@ -85,10 +88,10 @@ def test_ray_scoring_equals_single_process(ray_cluster):
     proba = predict_ray(clf, ds, method="predict_proba", keep=["id"], batch_size=40
                         ).to_pandas().sort_values("id")
     np.testing.assert_array_equal(proba["id"], np.arange(100))
-    np.testing.assert_allclose(proba[["proba_False", "proba_True"]].to_numpy(),
+    np.testing.assert_allclose(proba[["proba_False", "proba_True"]].to_numpy(float),
                                clf.predict_proba(test.drop(columns="id")), atol=1e-6)
     quant = predict_ray(reg, ds, method="predict_quantiles", features=["a", "b", "city"],
                         keep=["id"], quantiles=(0.1, 0.9)).to_pandas().sort_values("id")
-    np.testing.assert_allclose(quant[["q0.1", "q0.9"]].to_numpy(),
+    np.testing.assert_allclose(quant[["q0.1", "q0.9"]].to_numpy(float),
                                reg.predict_quantiles(test[["a", "b", "city"]], [0.1, 0.9]),
                                rtol=1e-5, atol=1e-6)
