@@ -14,9 +14,10 @@ predicting costs the same per test row as with one context.
 Why this design (measured with ``benchmarks/large_tables.py`` on
 ``shared/datasets/large/``; the figures are in the README and the benchmark output):
 
-- local contexts beat a random subsample per member (today's "bagging") on both tasks, and
-  their advantage grows with the number of rows: a local context shows the network the
-  neighbourhood of a test row at a resolution a global subsample cannot;
+- local contexts beat a random subsample per member (bagging) on average on both tasks
+  (not on every table: a rare class can be better served by a global sample), and more
+  so with more rows: a local context shows the network the neighbourhood of a test row at
+  a resolution a global subsample cannot;
 - random splits beat supervised ones (best impurity decrease): supervised leaves are
   purer, so their contexts carry less information about the boundary, and members agree
   more with each other, so the ensemble averages less;
@@ -24,6 +25,10 @@ Why this design (measured with ``benchmarks/large_tables.py`` on
   the time, since per-row work outside attention stays);
 - one member per router and as many routers as members beat one shared router with all
   members in every leaf: a test row near a split of one router is inside a leaf of another.
+
+Where gradient boosting still wins is tables whose signal lies in sharp interactions that
+need many rows at once (a context is the network's whole view of a neighbourhood); larger
+contexts would help there, at quadratic cost.
 
 Regression members see different targets, so their bar distributions have different
 borders; every leaf's distribution is rebinned to the borders a single context over all
