@@ -29,6 +29,8 @@ Why it is built this way:
 - Summaries: over all datasets of a task, then per ``group`` of MANIFEST.csv
   (``categorical`` vs ``numeric-or-mixed``), since encoding choices for categorical columns
   help one group and may cost the other.
+- Variants of ours (``VARIANTS``; prediction-side options in ``benchmarks/ours_variants.py``)
+  run on request; ``--speed-only`` prints only the speed line.
 """
 
 from __future__ import annotations
@@ -61,6 +63,14 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's benchmarks and pfn, not installed ones
+from benchmarks.ours_variants import (  # noqa: E402
+    CLASSIFIER_ONLY,
+    CODES_INPUT,
+    OPTION_VARIANTS,
+    as_codes,
+)
+
 DEFAULT_DATASETS = ROOT.parent / "shared" / "datasets"
 ALL_MODELS = ["logreg", "rf", "hgb", "xgb", "lgbm", "ours"]
 # Variants of ours, run on request (``--models ours,ours_int8``) to measure what an engine or
@@ -72,33 +82,7 @@ VARIANTS = {"ours_torch": {"engine": "torch"},
                           "model_path": str(ROOT / "pfn" / "weights" / "default.int8")},
             # a model being considered for shipping (--candidate RUN/model.safetensors)
             "ours_candidate": {"engine": "torch", "model_path": None}}
-# Prediction-side options of ours with the shipped weights (ONNX engine, the default). The
-# settings before categorical handling came in ("ours_before": 4 members, only text /
-# category / bool columns categorical and coded in sorted order, temperature 1), then one
-# change at a time up to today's defaults ("ours"), and variants of those defaults.
-# Classifier-only parameters are dropped for the regressor.
-CLASSIFIER_ONLY = {"softmax_temperature"}
-_BEFORE = {"n_estimators": 4, "categorical_features": None, "categorical_encoding": "ordinal",
-           "softmax_temperature": 1.0}
-VARIANTS |= {
-    "ours_before": _BEFORE,
-    "ours_shuffled": _BEFORE | {"categorical_encoding": "shuffled"},
-    "ours_onehot": _BEFORE | {"categorical_encoding": "onehot"},
-    "ours_onehot_detect": _BEFORE | {"categorical_encoding": "onehot",
-                                     "categorical_features": "auto"},
-    # today's defaults but one option
-    "ours_nodetect": {"categorical_features": None},
-    "ours_mixed": {"categorical_encoding": ("onehot", "shuffled")},
-    **{f"ours_n{n}": {"n_estimators": n} for n in (2, 4, 6, 8, 12, 16)},
-    **{f"ours_t{round(10 * t):02d}": {"softmax_temperature": t}
-       for t in (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)},
-    # the table as a user with a numpy array of codes passes it (CODES_INPUT)
-    "ours_codes_before": _BEFORE,
-    "ours_codes": {},
-}
-# Variants that get the table as numbers, text columns replaced by integer codes (what a
-# user who encoded a table into a numpy array passes): the case categorical detection is for.
-CODES_INPUT = {"ours_codes_before", "ours_codes"}
+VARIANTS |= OPTION_VARIANTS
 NUM = selector(dtype_include="number")
 CAT = selector(dtype_exclude="number")
 Result = dict[str, float]
@@ -152,8 +136,6 @@ def make_model(name: str, task: str) -> Any:
 
 def ours_available() -> str | None:
     """None if ``from pfn import PFNClassifier, PFNRegressor`` works, else the reason."""
-    if sys.path[:1] != [str(ROOT)]:  # this checkout's pfn, not an installed one
-        sys.path.insert(0, str(ROOT))
     try:
         from pfn import PFNClassifier, PFNRegressor  # noqa: F401
     except Exception as exc:  # the package is under construction
@@ -164,17 +146,6 @@ def ours_available() -> str | None:
 def load(path: Path) -> tuple[pd.DataFrame, pd.Series]:
     df = pd.read_csv(path)
     return df.drop(columns="target"), df["target"]
-
-
-def as_codes(X: pd.DataFrame) -> pd.DataFrame:
-    """Text / category / bool columns -> integer codes in sorted order of their values (NaN
-    kept), numeric columns unchanged: all columns float."""
-    out = X.copy()
-    for col in X.columns[[not pd.api.types.is_numeric_dtype(t) or
-                          pd.api.types.is_bool_dtype(t) for t in X.dtypes]]:
-        codes = pd.Series(pd.Categorical(X[col]).codes, index=X.index).astype(float)
-        out[col] = codes.where(codes >= 0)
-    return out.astype(float)
 
 
 def split(y: np.ndarray, seed: int, clf: bool, max_train: int) -> tuple[np.ndarray, np.ndarray]:
@@ -425,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
         report.append(text)
 
     ours = [m for m in models if m.startswith("ours")]
-    if ours and (reason := ours_available()) is not None:  # also puts this checkout first
+    if ours and (reason := ours_available()) is not None:
         emit(
             f"> note: skipping {', '.join(ours)}, `from pfn import PFNClassifier, "
             f"PFNRegressor` failed ({reason})\n"

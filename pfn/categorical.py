@@ -34,15 +34,22 @@ DEFAULT_ENCODING = "onehot"
 
 # The rule for numeric columns under categorical_features="auto": a column whose training
 # values are all whole numbers, with 2 to AUTO_MAX_LEVELS distinct values, in a training
-# set of at least AUTO_MIN_ROWS rows, holds category codes (or flags). Up to 4 levels an
-# integer column is either a code, a flag or a count so short that treating it as a category
-# loses little order; wider integer columns are more often counts or scores whose order
-# matters (number of children, a 1-10 rating), and the network sees them as numbers.
-# Below AUTO_MIN_ROWS rows every column has few distinct values, so the rule says nothing.
+# set of at least AUTO_MIN_ROWS rows, holds category codes (or flags). It is for tables that
+# arrive as numbers, categories already coded (a numpy array cannot say which columns are
+# categories). A small integer column is a code, a flag or a short count or score, and no
+# threshold tells a nominal code from an ordinal score: on the real datasets
+# (benchmarks/real_data.py) allowing the prior's 10 levels made counts and scores
+# categorical and cost ROC AUC and R² on the numeric-or-mixed tables; 4 keeps most of the
+# one-hot gain on tables given as codes (variants ours_codes vs ours_codes_before), at a
+# small cost on tables with 3-level ordinal scores (ours vs ours_nodetect), where
+# categorical_features=None is the better choice. Below AUTO_MIN_ROWS rows a wide integer
+# column can show only a few distinct values by chance, so the rule says nothing.
 AUTO_MAX_LEVELS = 4
 AUTO_MIN_ROWS = 20
-# One-hot only up to this many levels: beyond, indicator columns are too sparse to help and
-# use up the network's feature budget; such columns keep (shuffled) codes.
+# One-hot only up to this many levels: beyond, each indicator is rarely set and the columns
+# use up the network's feature budget; such columns keep (shuffled) codes. Of 8, 16 and 40,
+# 16 had the best mean ROC AUC on the real tables with columns of 10 to 36 levels
+# (AER_ResumeNames, lme4_VerbAgg, openintro_smoking; benchmarks/real_data.py).
 ONEHOT_MAX_LEVELS = 16
 
 
@@ -136,14 +143,12 @@ class CategoryEncoding:
 
     src: (F',) input column of each network column, in the network's order. level: (F',)
     the level code a one-hot column indicates, -1 for other columns. perms: network column
-    -> new code of each level code (shuffled codes). numeric: (F',) columns the numeric
-    transforms touch (not categorical, not one-hot).
+    -> new code of each level code (shuffled codes).
     """
 
     src: np.ndarray
     level: np.ndarray
     perms: dict[int, np.ndarray]
-    numeric: np.ndarray
 
     @property
     def width(self) -> int:
@@ -193,6 +198,5 @@ def draw_encoding(kind: str, features: np.ndarray, ranks: list, max_features: in
             perms[len(src)] = rng.permutation(int(k[pos]))[ranks[j]].astype(np.float64)
         src.append(j)
         level.append(-1)
-    src_arr = np.asarray(src, dtype=np.int64)
-    numeric = np.array([ranks[j] is None for j in src], dtype=bool)
-    return CategoryEncoding(src_arr, np.asarray(level, dtype=np.int64), perms, numeric)
+    return CategoryEncoding(np.asarray(src, dtype=np.int64), np.asarray(level, dtype=np.int64),
+                            perms)

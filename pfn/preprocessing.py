@@ -67,7 +67,7 @@ def _columns(X) -> tuple[list, int]:
     _reject_unsupported(X)
     if _is_frame(X):
         _check_shape(*X.shape)
-        return [X.iloc[:, j] for j in range(X.shape[1])], X.shape[0]
+        return [col for _, col in X.items()], X.shape[0]
     try:
         arr = np.asarray(X)
     except (ValueError, TypeError) as err:
@@ -200,12 +200,19 @@ class Member:
     features: np.ndarray  # (F',) input columns in the order the network sees them
     rows: np.ndarray  # (N',) training rows
     code: np.ndarray | None  # (n_classes,) class index -> network label, or None (regression)
-    encoding: CategoryEncoding  # input columns -> network columns (categorical encodings)
-    transform: MemberTransform  # then the numeric transform, on the network columns
+    transform: MemberTransform  # numeric transform of the input columns (shared, see fit)
+    encoding: CategoryEncoding  # then input columns -> network columns
 
-    def inputs(self, x: np.ndarray) -> np.ndarray:
-        """Input rows x (n, F) -> this member's network columns (n, encoding.width)."""
-        return self.transform.transform(self.encoding.encode(x))
+    def inputs(self, x: np.ndarray, transformed: dict | None = None) -> np.ndarray:
+        """Input rows x (n, F) -> this member's network columns (n, encoding.width).
+
+        transformed: a cache of ``transform.transform(x)`` by transform, for members that
+        share a transform and the same x.
+        """
+        cache = {} if transformed is None else transformed
+        if id(self.transform) not in cache:
+            cache[id(self.transform)] = self.transform.transform(x)
+        return self.encoding.encode(cache[id(self.transform)])
 
 
 def _class_codes(n_classes: int, max_classes: int, n_members: int,
@@ -274,14 +281,19 @@ class EnsemblePlan:
         ranks = [level_ranks(x[:, j], k) if k else None for j, k in enumerate(n_levels)]
         codes = (_class_codes(n_classes, max_classes, n_estimators, rng)
                  if y_idx is not None else [None] * n_estimators)
-        members = []
+        members, fitted = [], {}
         for i, code in enumerate(codes):
             feats = rng.permutation(f)[:max_features]
             rows = _rows(n, max_train_rows, y_idx, rng)
             enc = draw_encoding(encodings[i % len(encodings)], feats, ranks, max_features,
                                 enc_rng)
-            t = MemberTransform(transforms[i % len(transforms)], enc.numeric)
-            members.append(Member(feats, rows, code, enc, t.fit(enc.encode(x[rows]))))
+            # Transforms act column by column on the numeric input columns, before the
+            # encoding selects and orders them, so members on the same rows share one.
+            kind = transforms[i % len(transforms)]
+            key = (kind, rows.tobytes())
+            if key not in fitted:
+                fitted[key] = MemberTransform(kind, n_levels == 0).fit(x[rows])
+            members.append(Member(feats, rows, code, fitted[key], enc))
         members.sort(key=lambda m: m.encoding.width)  # stable: draw order within a width
         return cls(members, n_classes)
 
@@ -299,18 +311,20 @@ class EnsemblePlan:
 
         y: class indices (mapped through each member's code) or standardised targets.
         """
-        out = []
+        out, by_rows = [], {}
         for group in self.groups:
             xs, ys = [], []
             for m in self.members[group]:
-                xs.append(m.inputs(x[m.rows]))
+                cache = by_rows.setdefault(m.rows.tobytes(), {})
+                xs.append(m.inputs(x[m.rows], cache))
                 ys.append(m.code[y[m.rows]] if m.code is not None else y[m.rows])
             out.append((np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)))
         return out
 
     def test_inputs(self, x: np.ndarray) -> list[np.ndarray]:
         """Per group, (B, T, F') float32 test features."""
-        return [np.stack([m.inputs(x) for m in self.members[g]]).astype(np.float32)
+        cache: dict = {}
+        return [np.stack([m.inputs(x, cache) for m in self.members[g]]).astype(np.float32)
                 for g in self.groups]
 
     def combine_probs(self, probs: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -1,0 +1,48 @@
+"""Variants of our estimators for ``benchmarks/real_data.py``: prediction-side options.
+
+They measure the estimators' defaults with the shipped weights (ONNX engine, the default):
+the settings before categorical handling came in, each change, today's defaults, and the
+defaults but one option. ``--models ours_before,ours_onehot,ours_onehot_detect,ours_t10,ours``
+runs the chain; ``ours_codes*`` get the table as a user with a numpy array passes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+CLASSIFIER_ONLY = {"softmax_temperature"}  # dropped for the regressor
+# Before categorical handling: 4 members, only text / category / bool columns categorical
+# and coded in the sorted order of their levels, temperature 1.
+_BEFORE = {"n_estimators": 4, "categorical_features": None, "categorical_encoding": "ordinal",
+           "softmax_temperature": 1.0}
+OPTION_VARIANTS: dict[str, dict[str, Any]] = {
+    "ours_before": _BEFORE,
+    "ours_shuffled": _BEFORE | {"categorical_encoding": "shuffled"},
+    "ours_onehot": _BEFORE | {"categorical_encoding": "onehot"},
+    "ours_onehot_detect": _BEFORE | {"categorical_encoding": "onehot",
+                                     "categorical_features": "auto"},
+    # today's defaults but one option
+    "ours_nodetect": {"categorical_features": None},
+    "ours_mixed": {"categorical_encoding": ("onehot", "shuffled")},
+    **{f"ours_n{n}": {"n_estimators": n} for n in (2, 4, 6, 8, 12, 16)},
+    **{f"ours_t{round(10 * t):02d}": {"softmax_temperature": t}
+       for t in (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)},
+    # the table as numbers, text columns as integer codes (as_codes): what a user who
+    # encoded a table into a numpy array passes, the case categorical detection is for
+    "ours_codes_before": _BEFORE,
+    "ours_codes": {},
+}
+CODES_INPUT = {"ours_codes_before", "ours_codes"}
+
+
+def as_codes(X: pd.DataFrame) -> pd.DataFrame:
+    """Text / category / bool columns -> integer codes in sorted order of their values (NaN
+    kept), numeric columns unchanged: all columns float."""
+    out = X.copy()
+    for col in X.columns[[not pd.api.types.is_numeric_dtype(t) or
+                          pd.api.types.is_bool_dtype(t) for t in X.dtypes]]:
+        codes = pd.Series(pd.Categorical(X[col]).codes, index=X.index).astype(float)
+        out[col] = codes.where(codes >= 0)
+    return out.astype(float)
