@@ -210,10 +210,13 @@ def train(cfg: TrainConfig, *, resume_run: bool = False, init_from: str | None =
     ``rank{r}.safetensors`` (to check that distributed ranks stay in sync).
     """
     # ---- distributed setup: torchrun sets WORLD_SIZE/RANK/LOCAL_RANK ----
+    # Under torchrun (which sets WORLD_SIZE) the process group exists even with one rank,
+    # so a one-GPU launch runs the same NCCL/DDP path as many.
+    distributed = "WORLD_SIZE" in os.environ
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = pick_device(cfg.run.device)
-    if world > 1:
+    if distributed:
         import torch.distributed as dist
 
         if device.type == "cuda":
@@ -254,7 +257,7 @@ def train(cfg: TrainConfig, *, resume_run: bool = False, init_from: str | None =
         model.load_state_dict(weights.tensors)
         say(f"warm start from {init_from} (sha256 {weights.sha256[:16]}"
             f"{'' if weights.verified else ', unverified: format 1'})")
-    if world > 1:
+    if distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         # Each step trains one head (classification or regression), and ranks may draw
@@ -298,7 +301,7 @@ def train(cfg: TrainConfig, *, resume_run: bool = False, init_from: str | None =
     cpu0 = time.process_time()
     model.train()
     for step in range(start, end):
-        if cpu_minutes is not None and out_of_cpu(cpu0, cpu_minutes, world):
+        if cpu_minutes is not None and out_of_cpu(cpu0, cpu_minutes, distributed, device):
             if master and step > start and step % cfg.run.checkpoint_every:
                 checkpoint(step)  # unless the loop just wrote this step's checkpoint
             break
@@ -332,7 +335,7 @@ def train(cfg: TrainConfig, *, resume_run: bool = False, init_from: str | None =
         Path(dump_params).mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in core.state_dict().items()},
                   str(Path(dump_params) / f"rank{rank}.safetensors"))
-    if world > 1:
+    if distributed:
         import torch.distributed as dist
 
         dist.barrier()
@@ -340,15 +343,16 @@ def train(cfg: TrainConfig, *, resume_run: bool = False, init_from: str | None =
     return run_dir
 
 
-def out_of_cpu(cpu0: float, minutes: float, world: int) -> bool:
+def out_of_cpu(cpu0: float, minutes: float, distributed: bool, device: torch.device) -> bool:
     """Whether this process has used ``minutes`` of CPU time since ``cpu0``; under DDP the
-    ranks agree (any rank out of budget stops all), so none waits for a missing step."""
+    ranks agree (any rank out of budget stops all), so none waits for a missing step.
+    The flag lives on the rank's device: NCCL reduces GPU tensors only."""
     spent = time.process_time() - cpu0 >= 60 * minutes
-    if world == 1:
+    if not distributed:
         return spent
     import torch.distributed as dist
 
-    flag = torch.tensor([float(spent)])
+    flag = torch.tensor([float(spent)], device=device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
 
