@@ -112,7 +112,7 @@ def split_columns(train, test, target: str, id_column: str | None, drop: list[st
     return features
 
 
-def predict_tables(train, test, target: str, *, task: str = "auto", n_estimators: int = 4,
+def predict_tables(train, test, target: str, *, task: str = "auto", n_estimators: int = 8,
                    engine: str = "auto", model: str | None = None,
                    id_column: str | None = None, drop: tuple[str, ...] = (),
                    progress: bool = False):
@@ -192,7 +192,8 @@ def build_parser() -> CommandParser:
     p.add_argument("--sep", type=_separator, default=",",
                    help="field separator of the input and output CSVs (default ','; '\\t' "
                         "for tabs)")
-    p.add_argument("--n-estimators", type=int, default=4, help="ensemble members (default 4)")
+    p.add_argument("--n-estimators", type=int, default=8,
+                   help="ensemble members (default 8, as the estimators)")
     p.add_argument("--engine", default="auto", choices=("auto", "torch", "onnx"))
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal and the "

@@ -162,3 +162,15 @@ def test_output_piped_into_head_ends_quietly(tmp_path):
     quiet = cli("--train", str(TRAIN), "--test", str(TEST), "--target", "target",
                 "--n-estimators", "1")
     assert "predicting" not in quiet.stderr  # stderr is not a terminal: no bar by default
+
+
+def test_cli_default_members_are_the_estimators_default() -> None:
+    import inspect
+
+    from pfn import PFNClassifier, PFNRegressor
+    from pfn.predict_cli import build_parser, predict_tables
+
+    args = build_parser().parse_args(["--train", "a", "--test", "b", "--target", "y"])
+    default = inspect.signature(predict_tables).parameters["n_estimators"].default
+    assert args.n_estimators == default == PFNClassifier().n_estimators \
+        == PFNRegressor().n_estimators
