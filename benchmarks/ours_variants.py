@@ -34,7 +34,12 @@ OPTION_VARIANTS: dict[str, dict[str, Any]] = {
     "ours_codes_before": _BEFORE,
     "ours_codes": {},
 }
-CODES_INPUT = {"ours_codes_before", "ours_codes"}
+# The same options with the weights of a model being considered for shipping
+# (``--candidate``): ``ours_cand_nodetect`` is ``ours_nodetect`` on the candidate, so options
+# chosen for the shipped weights can be re-measured for new ones in the same run.
+OPTION_VARIANTS |= {f"ours_cand_{name[5:]}": {"engine": "torch", "model_path": None} | opts
+                    for name, opts in list(OPTION_VARIANTS.items())}
+CODES_INPUT = {"ours_codes_before", "ours_codes", "ours_cand_codes_before", "ours_cand_codes"}
 
 
 def as_codes(X: pd.DataFrame) -> pd.DataFrame:

@@ -378,7 +378,9 @@ def main(argv: list[str] | None = None) -> None:
                     "compare a new run with the shipped model on the same splits")
     args = ap.parse_args(argv)
     VARIANTS["ours_int8"]["model_path"] = args.int8_prefix
-    VARIANTS["ours_candidate"]["model_path"] = args.candidate
+    for name, opts in VARIANTS.items():
+        if name == "ours_candidate" or name.startswith("ours_cand_"):
+            opts["model_path"] = args.candidate
 
     import torch
 
@@ -387,8 +389,9 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(models) - set(ALL_MODELS) - set(VARIANTS))
     if unknown:
         ap.error(f"unknown models {unknown}; choose from {ALL_MODELS + list(VARIANTS)}")
-    if "ours_candidate" in models and not args.candidate:
-        ap.error("ours_candidate needs --candidate PATH")
+    if any(m == "ours_candidate" or m.startswith("ours_cand_") for m in models) \
+            and not args.candidate:
+        ap.error("ours_candidate and ours_cand_* need --candidate PATH")
     report: list[str] = []
 
     def emit(text: str) -> None:
