@@ -1,5 +1,6 @@
 # The two quick-start commands, `make demo` and `make test`, work on a fresh machine.
-# `make install` installs the package with its train and dev extras. torch is pinned first:
+# `make install` installs the package with its train, ray and dev extras (Ray: the local
+# cluster of tests/test_distributed.py, from PyPI, no Java). torch is pinned first:
 # the CPU build satisfies the train extra's torch range, so pip never downloads a
 # multi-GB CUDA build. (The plain `pip install .` predicts without torch.)
 PYTHON ?= python3

@@ -169,6 +169,36 @@ def rebin(probs: np.ndarray, borders: np.ndarray, new_borders: np.ndarray) -> np
     return np.maximum(np.diff(c, axis=-1), 0.0)
 
 
+def rebin_matrix(borders: np.ndarray, new_borders: np.ndarray):
+    """Sparse (K, K') matrix W with ``rebin(p, borders, new_borders) == p @ W`` for every p.
+
+    Rebinning is linear in the probabilities, so one map serves every row that shares
+    ``borders`` (K + 1,): what a context's rows do. Built from the pieces between the two
+    sets of borders (O(K + K')) instead of a cdf per row; the outer buckets keep their
+    half-normal tails.
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.special import erf, erfc
+
+    b = np.asarray(borders, dtype=np.float64)
+    g = np.asarray(new_borders, dtype=np.float64)
+    k, k2 = len(b) - 1, len(g) - 1
+    gi = g[1:-1]
+    pts = np.unique(np.concatenate([b[1:-1], gi[(gi > b[1]) & (gi < b[-2])]]))
+    lo, hi = pts[:-1], pts[1:]
+    mid = (lo + hi) / 2
+    i = np.searchsorted(b, mid) - 1  # inner source bucket 1 .. K - 2
+    j = np.searchsorted(gi, mid)  # target bucket 0 .. K' - 1
+    w = (hi - lo) / (b[i + 1] - b[i])
+    s_left, s_right = _tail_scales(b)
+    tails = [np.diff(np.concatenate([[0.0], u, [1.0]])) for u in (
+        erfc(np.maximum(b[1] - gi, 0) / (s_left * math.sqrt(2))),
+        erf(np.maximum(gi - b[-2], 0) / (s_right * math.sqrt(2))))]
+    rows = np.concatenate([i, np.zeros(k2, np.int64), np.full(k2, k - 1)])
+    cols = np.concatenate([j, np.arange(k2), np.arange(k2)])
+    return csr_matrix((np.concatenate([w, *tails]), (rows, cols)), shape=(k, k2))
+
+
 @dataclass(frozen=True)
 class BarDistribution:
     """Predictive distributions of n rows: bucket probabilities (n, K) over borders (K + 1,).
@@ -251,4 +281,4 @@ class BarDistribution:
 
 
 __all__ = ["BarDistribution", "TAIL_MARGIN", "softmax", "mean", "median", "mode", "quantile",
-           "cdf", "log_prob", "rebin", "clip_outer_borders"]
+           "cdf", "log_prob", "rebin", "rebin_matrix", "clip_outer_borders"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 
 # module -> the extra that installs it (pyproject.toml, [project.optional-dependencies])
-EXTRA_OF = {"torch": "train", "onnx": "train", "onnxscript": "train"}
+EXTRA_OF = {"torch": "train", "onnx": "train", "onnxscript": "train", "ray": "ray"}
 
 
 class MissingDependencyError(ImportError):

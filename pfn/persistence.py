@@ -35,13 +35,15 @@ import safetensors.numpy
 from safetensors import SafetensorError
 
 from pfn.categorical import CategoryEncoding
+from pfn.contexts import LocalContexts, RowRouter
 from pfn.preprocessing import EnsemblePlan, Member, TableEncoder
 from pfn.transforms import MemberTransform
 
 FORMAT = "tabpfn-lite estimator/1"
 # The project's classes a fitted estimator may hold: the only ones loading builds.
 SAVABLE: dict[str, type] = {cls.__name__: cls for cls in (
-    TableEncoder, EnsemblePlan, Member, MemberTransform, CategoryEncoding)}
+    TableEncoder, EnsemblePlan, Member, MemberTransform, CategoryEncoding, LocalContexts,
+    RowRouter)}
 _BIT_GENERATORS = {cls.__name__: cls for cls in (
     np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox,
     np.random.SFC64)}
@@ -211,6 +213,17 @@ def _metadata(data: bytes) -> dict[str, str]:
     return meta
 
 
+def saved_class(path: str | os.PathLike) -> str:
+    """The class name a file of :func:`write_state` records (only read: :func:`read_state`
+    checks the file)."""
+    try:
+        doc = json.loads(_metadata(Path(path).read_bytes())["state"],
+                         parse_constant=_refuse_constant)
+        return str(doc["class"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read saved estimator {path}: {err!r}") from err
+
+
 def read_state(path: str | os.PathLike, class_name: str) -> dict[str, Any]:
     """The state that :func:`write_state` wrote for a ``class_name``; a ValueError naming
     the file if it is damaged, of another format or of another class."""
@@ -250,4 +263,4 @@ def read_state(path: str | os.PathLike, class_name: str) -> dict[str, Any]:
         raise ValueError(f"saved estimator {path} is malformed: {err!r}") from err
 
 
-__all__ = ["FORMAT", "SAVABLE", "content_sha256", "write_state", "read_state"]
+__all__ = ["FORMAT", "SAVABLE", "content_sha256", "write_state", "read_state", "saved_class"]

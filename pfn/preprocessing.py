@@ -8,7 +8,8 @@ Two parts:
   codes 0..k-1 (categories seen in ``fit``; unseen ones become NaN), NaN kept (the model
   handles it), inf rejected.
 - :class:`EnsemblePlan` draws the ensemble members and prepares their inputs. Members differ
-  by feature order (a permutation, and a random subset beyond ``max_features``), by
+  by feature order (a permutation; beyond ``max_features`` the features are dealt into
+  groups, one per member, with at least as many members as groups), by
   class-label code (a permutation, or for more classes than the model has a random balanced
   grouping), by training rows (a random subset beyond ``max_train_rows``), by the encoding
   of categorical columns (ordinal, shuffled codes or one-hot: :mod:`pfn.categorical`), and
@@ -34,7 +35,7 @@ from pfn.categorical import (
 from pfn.transforms import DEFAULT_TRANSFORMS, TRANSFORMS, MemberTransform
 
 __all__ = ["DEFAULT_TRANSFORMS", "TRANSFORMS", "EnsemblePlan", "Member", "MemberTransform",
-           "TableEncoder", "check_table"]
+           "TableEncoder", "check_table", "draw_feature_sets"]
 
 
 # ----- validation and conversion of X ---------------------------------------------------------
@@ -251,6 +252,29 @@ def _rows(n: int, max_rows: int, y_idx: np.ndarray | None, rng: np.random.Genera
                                                      replace=False)]))
 
 
+def draw_feature_sets(n_features: int, max_features: int, n_members: int,
+                      rng: np.random.Generator) -> list[np.ndarray]:
+    """Columns of each member (in the order the network sees them); at least ``n_members``.
+
+    Up to ``max_features`` features: every member a permutation of all of them. Beyond:
+    the features are dealt into ``ceil(F / max_features)`` groups of equal size (the last
+    filled up with features of other groups), a new random grouping per round of members,
+    so every feature is seen by at least one member in every round; the number of members
+    grows to at least the number of groups.
+    """
+    n_groups = -(-n_features // max_features)
+    if n_groups == 1:
+        return [rng.permutation(n_features) for _ in range(n_members)]
+    size = -(-n_features // n_groups)
+    sets: list[np.ndarray] = []
+    while len(sets) < max(n_members, n_groups):
+        perm = rng.permutation(n_features)
+        perm = np.concatenate([perm, rng.choice(perm[:n_features - size], n_groups * size
+                                                - n_features, replace=False)])
+        sets += [rng.permutation(g) for g in perm.reshape(n_groups, size)]
+    return sets[:max(n_members, n_groups)]
+
+
 @dataclass
 class EnsemblePlan:
     """The members of one fitted estimator, and how to build their network inputs.
@@ -266,24 +290,35 @@ class EnsemblePlan:
     def fit(cls, x: np.ndarray, y_idx: np.ndarray | None, n_levels: np.ndarray, *,
             n_estimators: int, max_features: int, max_classes: int, max_train_rows: int,
             transforms: tuple[str, ...], encodings: tuple[str, ...] = ("ordinal",),
-            seed: int) -> EnsemblePlan:
+            seed: int, feature_sets: list | None = None,
+            n_classes: int | None = None) -> EnsemblePlan:
         """Draw members for training matrix x (n, F) and class indices y_idx (n,) or None.
 
         n_levels: (F,) levels of each categorical column, 0 for numeric columns. Member i
         uses ``transforms[i % len(transforms)]`` and ``encodings[i % len(encodings)]``.
         Encodings draw from their own random stream, so the other draws (features, rows,
-        class codes) do not depend on the encodings chosen.
+        class codes) do not depend on the encodings chosen. Beyond ``max_features``
+        features there are at least as many members as feature groups
+        (:func:`draw_feature_sets`); ``feature_sets`` fixes the members' columns instead
+        (cycled over the members), and ``n_classes`` the number of classes when y_idx
+        holds only some of them (a local context, :mod:`pfn.contexts`).
         """
         rng = np.random.default_rng(seed)
         enc_rng = np.random.default_rng([seed, 1])
         n, f = x.shape
-        n_classes = int(y_idx.max()) + 1 if y_idx is not None else 0
+        if n_classes is None:
+            n_classes = int(y_idx.max()) + 1 if y_idx is not None else 0
         ranks = [level_ranks(x[:, j], k) if k else None for j, k in enumerate(n_levels)]
-        codes = (_class_codes(n_classes, max_classes, n_estimators, rng)
-                 if y_idx is not None else [None] * n_estimators)
+        n_members = len(feature_sets) if feature_sets is not None else \
+            max(n_estimators, -(-f // max_features))
+        codes = (_class_codes(n_classes, max_classes, n_members, rng)
+                 if y_idx is not None else [None] * n_members)
+        if feature_sets is None and f > max_features:  # as many as the codes need
+            feature_sets = draw_feature_sets(f, max_features, len(codes), rng)
         members, fitted = [], {}
         for i, code in enumerate(codes):
-            feats = rng.permutation(f)[:max_features]
+            feats = rng.permutation(f) if feature_sets is None else \
+                feature_sets[i % len(feature_sets)]
             rows = _rows(n, max_train_rows, y_idx, rng)
             enc = draw_encoding(encodings[i % len(encodings)], feats, ranks, max_features,
                                 enc_rng)

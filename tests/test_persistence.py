@@ -97,6 +97,30 @@ def test_round_trip_gives_identical_predictions(tiny, tmp_path, engine, cls, row
             loaded.save(tmp_path / "rows.safetensors")
 
 
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+@pytest.mark.parametrize("cls", [PFNClassifier, PFNRegressor])
+@pytest.mark.parametrize("rows", [True, False])
+def test_local_contexts_round_trip(tiny, tmp_path, engine, cls, rows):
+    """More training rows than max_train_rows: routers, leaf plans and (or) their caches."""
+    X, _, _ = make_data()
+    est = fitted(tiny, cls, engine, max_train_rows=16)
+    assert est.contexts_ is not None and est.contexts_.n_contexts >= 4
+    before = outputs(est, X[40:])
+    path = est.save(tmp_path / "est.safetensors", include_training_rows=rows)
+    with safe_open(str(path), framework="np") as fh:
+        names = set(fh.keys())
+    assert ("contexts_.x" in names and "contexts_.y" in names) == rows
+    assert any(name.startswith("_context_arrays[1][0][0]") for name in names) != rows
+    loaded = cls.load(path)
+    assert (loaded.contexts_.x is None) != rows
+    np.testing.assert_array_equal(outputs(loaded, X[40:]), before)
+    if not rows:
+        with pytest.raises(ValueError, match="include_training_rows=False"):
+            loaded.save(tmp_path / "rows.safetensors")
+        again = cls.load(loaded.save(tmp_path / "again.safetensors", include_training_rows=False))
+        np.testing.assert_array_equal(outputs(again, X[40:]), before)
+
+
 @pytest.mark.parametrize("cls", [PFNClassifier, PFNRegressor])
 def test_a_cache_serves_the_other_engine(tiny, tmp_path, cls):
     """Both engines save the cache in one format (the ONNX fit graph's outputs)."""
@@ -219,10 +243,13 @@ def install_other(path: Path) -> None:
 
 
 @pytest.mark.parametrize("how", ["pickle", "save"])
-def test_predicting_with_other_installed_weights_is_refused(swappable, tmp_path, how):
+@pytest.mark.parametrize("context_rows", [1000, 16])  # one context, or local contexts
+def test_predicting_with_other_installed_weights_is_refused(swappable, tmp_path, how,
+                                                           context_rows):
     path, old, new = swappable
     X, y, _ = make_data()
-    est = PFNClassifier(engine="torch", model_path=path, n_estimators=2).fit(X[:40], y[:40])
+    est = PFNClassifier(engine="torch", model_path=path, n_estimators=2,
+                        max_train_rows=context_rows).fit(X[:40], y[:40])
     blob = pickle.dumps(est)
     saved = est.save(tmp_path / "est.safetensors")
     install_other(path)

@@ -111,9 +111,10 @@ def test_members_permute_features_and_labels():
 def test_limits_subsample_features_and_rows_keeping_every_class():
     x, y, plan = _plan(n=300, f=30, classes=7, max_features=12, max_train_rows=20)
     [(xt, yt)] = plan.train_inputs(x, y)
-    assert xt.shape == (4, 20, 12)
+    assert xt.shape == (4, 20, 10)  # 30 features in 3 groups of 10: every feature seen
+    assert set(np.concatenate([m.features for m in plan.members]).tolist()) == set(range(30))
     for m, ym in zip(plan.members, yt, strict=True):
-        assert len(set(m.features)) == 12 and len(set(ym)) == 7
+        assert len(set(m.features)) == 10 and len(set(ym)) == 7
 
 
 def test_many_classes_get_codes_separating_every_pair_twice():

@@ -93,8 +93,10 @@ def resolve_engine_name(name: str, model_path: str | os.PathLike | None = None,
 
 
 def get_engine(name: str = "auto", model_path: str | os.PathLike | None = None,
-               device: str = "cpu") -> Engine:
+               device: str = "cpu", threads: int | None = None) -> Engine:
     """A new engine: "torch", "onnx" or "auto" (see :func:`resolve_engine_name`).
+
+    ``threads``: threads per call of either engine (None: all cores).
 
     Without torch, "torch" (and so any device other than "cpu") raises
     :class:`pfn.extras.MissingDependencyError` naming the extra to install.
@@ -103,7 +105,7 @@ def get_engine(name: str = "auto", model_path: str | os.PathLike | None = None,
     if name == "torch":
         from pfn.engines.torch_engine import TorchEngine
 
-        return TorchEngine(model_path, device=device)
+        return TorchEngine(model_path, device=device, threads=threads)
     from pfn.engines.onnx_engine import OnnxEngine
 
-    return OnnxEngine(model_path)
+    return OnnxEngine(model_path, intra_op_threads=threads)

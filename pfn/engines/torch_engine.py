@@ -8,6 +8,7 @@ between calls (the cache lives in the context), so threads may share an engine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -21,13 +22,15 @@ from pfn.extras import require
 class TorchEngine:
     """Runs the weights of a ``.safetensors`` file (default: the shipped model) in PyTorch."""
 
-    def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu") -> None:
+    def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu",
+                 threads: int | None = None) -> None:
         what = "engine='torch'" if str(device) == "cpu" else f"device={device!r}"
         require("torch", what=what)
         from pfn.checkpoint import load_model
 
         self.model_path = Path(model_path) if model_path is not None else DEFAULT_WEIGHTS
         self.device = device
+        self.threads = threads  # torch's threads during fit/predict; None: leave as set
         self.model = load_model(self.model_path, device=device)
         self.weights_fingerprint: str = self.model.weights_fingerprint
         cfg = self.model.cfg
@@ -40,17 +43,32 @@ class TorchEngine:
         check_task(task)
         x = torch.as_tensor(np.ascontiguousarray(x_train, dtype=np.float32), device=self.device)
         y = torch.as_tensor(np.ascontiguousarray(y_train, dtype=np.float32), device=self.device)
-        ctx = self.model.fit_context(x, y, task)
+        with self._threads():
+            ctx = self.model.fit_context(x, y, task)
         if task == "regression":
             with torch.no_grad():
                 ctx["borders_np"] = self.model.scaled_borders(y).double().cpu().numpy()
         return ctx
 
+    @contextlib.contextmanager
+    def _threads(self):
+        """torch's intra-op threads set to ``self.threads`` for one call, then restored."""
+        import torch
+
+        before = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
     def predict(self, context: dict, x_test: np.ndarray) -> dict[str, np.ndarray]:
         import torch
 
         x = torch.as_tensor(np.ascontiguousarray(x_test, dtype=np.float32), device=self.device)
-        logits = self.model.predict_context(context, x)
+        with self._threads():
+            logits = self.model.predict_context(context, x)
         if context["task"] == "classification":
             return {"probs": torch.softmax(logits.double(), -1).cpu().numpy()}
         return {"logits": logits.float().cpu().numpy(), "borders": context["borders_np"]}

@@ -1,0 +1,344 @@
+"""Large tables: every training row in some context, bounded memory, honest warnings.
+
+The network was pretrained on datasets of at most a few hundred rows and attends from every
+row to every training row, so a context of ``max_train_rows`` rows is what it can use well
+and what memory allows (attention scores grow with the square of the context). A larger
+training set is split into **local contexts** (MixturePFN, Xu et al. 2024; LoCalPFN, Thomas
+et al. 2024): each ensemble member grows a :class:`RowRouter`, a binary tree whose splits are a
+random feature at a quantile, until every leaf holds at most ``max_train_rows`` rows
+(and about that many). Each leaf is one context; a test row is predicted by the leaf it
+falls into, once per member, and the members are averaged. So every training row is in
+exactly one context per member, fitting costs O(N x context) instead of O(N^2), and
+predicting costs the same per test row as with one context.
+
+Why this design (measured with ``benchmarks/large_tables.py`` on
+``shared/datasets/large/``; the figures are in the README and the benchmark output):
+
+- local contexts beat a random subsample per member (bagging) on average on both tasks
+  (not on every table: a rare class can be better served by a global sample), and more
+  so with more rows: a local context shows the network the neighbourhood of a test row at
+  a resolution a global subsample cannot;
+- random splits beat supervised ones (best impurity decrease): supervised leaves are
+  purer, so their contexts carry less information about the boundary, and members agree
+  more with each other, so the ensemble averages less;
+- contexts of ``max_train_rows`` = 1000 beat 500 (and halving the context does not halve
+  the time, since per-row work outside attention stays);
+- one member per router and as many routers as members beat one shared router with all
+  members in every leaf: a test row near a split of one router is inside a leaf of another.
+
+Where gradient boosting still wins is tables whose signal lies in sharp interactions that
+need many rows at once (a context is the network's whole view of a neighbourhood); larger
+contexts would help there, at quadratic cost.
+
+Regression members see different targets, so their bar distributions have different
+borders; every leaf's distribution is rebinned to the borders a single context over all
+training rows would have (:func:`pfn.bar_distribution.rebin_matrix`, a sparse map).
+
+Memory per training row: the engine keeps each context's keys and values (per member,
+2 x n_layers x d_model float32 numbers per row). Per test row: the chunk's features and,
+for regression, one float64 probability per bucket while the chunk is processed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from pfn.bar_distribution import (
+    TAIL_MARGIN,
+    BarDistribution,
+    clip_outer_borders,
+    rebin_matrix,
+    softmax,
+)
+from pfn.preprocessing import EnsemblePlan, draw_feature_sets
+
+# Attention scores one network call may hold (bytes). A context of N rows needs
+# 4 x n_heads x N^2 bytes in fit and 4 x n_heads x N x test rows in predict; beyond this
+# budget ``fit`` refuses the parameters instead of exhausting the machine's memory.
+MEMORY_BUDGET = 2 << 30
+ROUTED_ROWS = 4096  # test rows routed at once with local contexts (bounds the chunk's memory)
+
+
+@dataclass(frozen=True)
+class RowRouter:
+    """A binary tree over the features whose leaves are contexts.
+
+    Node i splits on ``feature[i]`` at ``threshold[i]`` (x <= t goes left, NaN right) into
+    ``left[i]`` and ``right[i]``; a leaf has ``feature[i] == -1`` and ``leaf[i]`` its index.
+    """
+
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    leaf: np.ndarray
+
+    @property
+    def n_leaves(self) -> int:
+        return int(self.leaf.max()) + 1
+
+    def route(self, x: np.ndarray) -> np.ndarray:
+        """Leaf index (n,) of every row of x (n, F)."""
+        node = np.zeros(len(x), dtype=np.int64)
+        active = self.feature[node] >= 0
+        while active.any():
+            idx = np.flatnonzero(active)
+            nd = node[idx]
+            go_left = x[idx, self.feature[nd]] <= self.threshold[nd]  # NaN -> right
+            node[idx] = np.where(go_left, self.left[nd], self.right[nd])
+            active = self.feature[node] >= 0
+        return self.leaf[node]
+
+
+def grow_router(x: np.ndarray, leaf_rows: int, rng: np.random.Generator
+                ) -> tuple[RowRouter, list[np.ndarray]]:
+    """A :class:`RowRouter` over training rows x (n, F), and the training rows of each leaf.
+
+    A node of n > ``leaf_rows`` rows is meant to end as k = ceil(n / leaf_rows) leaves of
+    about n / k rows (as close to ``leaf_rows`` as whole leaves allow: a context smaller
+    than the network can take wastes what it could see). So it splits at the
+    floor(k / 2) / k quantile of a random feature among those where ties leave each side at
+    least half of its intended rows; a node where no feature can (many identical rows)
+    stays a leaf, larger than ``leaf_rows``.
+    """
+    feature, threshold, left, right, leaf = [], [], [], [], []
+    leaves: list[np.ndarray] = []
+
+    def new_node() -> int:
+        for column, value in ((feature, -1), (threshold, np.nan), (left, -1), (right, -1),
+                              (leaf, -1)):
+            column.append(value)
+        return len(feature) - 1
+
+    stack = [(new_node(), np.arange(len(x)))]
+    while stack:
+        node, rows = stack.pop()
+        split = _quantile_split(x[rows], leaf_rows, rng) if rows.size > leaf_rows else None
+        if split is None:
+            leaf[node] = len(leaves)
+            leaves.append(rows)
+            continue
+        f, t, go_left = split
+        feature[node], threshold[node] = f, t
+        left[node], right[node] = new_node(), new_node()
+        stack += [(right[node], rows[~go_left]), (left[node], rows[go_left])]
+    router = RowRouter(np.asarray(feature), np.asarray(threshold, dtype=np.float64),
+                       np.asarray(left), np.asarray(right), np.asarray(leaf))
+    return router, leaves
+
+
+def _quantile_split(x: np.ndarray, leaf_rows: int, rng: np.random.Generator):
+    """(feature, threshold, go_left) for a random split of x (n, F) into whole leaves."""
+    n = len(x)
+    k = -(-n // leaf_rows)
+    pos = n * (k // 2) // k  # rows meant for the left side
+    for f in rng.permutation(x.shape[1]):
+        col = x[:, f]
+        t = np.sort(col)[pos - 1]  # NaN sort last
+        if np.isnan(t):
+            continue
+        go_left = col <= t
+        n_left = int(go_left.sum())
+        if n_left >= pos / 2 and n - n_left >= (n - pos) / 2:
+            return int(f), float(t), go_left
+    return None
+
+
+@dataclass
+class LocalContexts:
+    """Per member, a router and one single-member :class:`EnsemblePlan` per leaf.
+
+    ``x`` (n, F) and ``y`` (n,) are the encoded training rows and the network's targets
+    (class indices, or standardised targets), kept so that contexts can be re-encoded
+    (after unpickling or loading); both are None in an estimator saved without its
+    training rows, which keeps the engine's cache instead. Regression: ``grid`` holds the
+    common borders (K + 1,) every leaf's distribution is rebinned to, and ``clip`` the
+    (low, high) to which a leaf's outer borders are pulled in first. The engine's contexts
+    live in the estimator, one per leaf and group of members: :meth:`encode`.
+    """
+
+    routers: list[RowRouter]
+    plans: list[list[EnsemblePlan]]
+    leaf_rows: list[list[np.ndarray]]
+    x: np.ndarray | None
+    y: np.ndarray | None
+    task: str
+    n_classes: int = 0
+    grid: np.ndarray | None = None
+    clip: tuple[float, float] | None = None
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, y_idx: np.ndarray | None,
+            n_levels: np.ndarray, *, n_estimators: int, max_features: int, max_classes: int,
+            context_rows: int, transforms: tuple[str, ...], encodings: tuple[str, ...],
+            seed: int) -> LocalContexts:
+        """Draw the members' columns, grow one router per member and plan every leaf.
+
+        Member i uses ``transforms[i % len(transforms)]`` and ``encodings[i %
+        len(encodings)]`` in every one of its leaves, as a member of one context does.
+        """
+        rng = np.random.default_rng(seed)
+        feature_sets = draw_feature_sets(x.shape[1], max_features, n_estimators, rng)
+        n_classes = int(y_idx.max()) + 1 if y_idx is not None else 0
+        routers, plans, leaf_rows = [], [], []
+        for i, feats in enumerate(feature_sets):
+            router, leaves = grow_router(x, context_rows, rng)
+            seeds = rng.integers(2**31 - 1, size=len(leaves))
+            routers.append(router)
+            leaf_rows.append(leaves)
+            plans.append([EnsemblePlan.fit(
+                x[rows], None if y_idx is None else y_idx[rows], n_levels,
+                n_estimators=1, max_features=max_features, max_classes=max_classes,
+                max_train_rows=context_rows, transforms=(transforms[i % len(transforms)],),
+                encodings=(encodings[i % len(encodings)],), seed=int(s),
+                feature_sets=[feats], n_classes=n_classes or None)
+                for rows, s in zip(leaves, seeds, strict=True)])
+        largest = max(r.size for leaves in leaf_rows for r in leaves)
+        if largest > context_rows:  # once per fit, whatever the number of members
+            warnings.warn(f"a context of {largest} training rows could not be split (too "
+                          "many rows share their feature values) and exceeds max_train_rows="
+                          f"{context_rows}: its member sees a random subset of "
+                          f"{context_rows} of them. Raise max_train_rows to use them all.",
+                          UserWarning, stacklevel=4)
+        clip = None
+        if y_idx is None:  # to half a target span beyond the training targets (clip_tails)
+            lo, hi = float(y.min()), float(y.max())
+            margin = TAIL_MARGIN * max(hi - lo, float(y.std()))
+            clip = (lo - margin, hi + margin)
+        return cls(routers, plans, leaf_rows, x, y, "classification" if y_idx is not None
+                   else "regression", n_classes, clip=clip)
+
+    @property
+    def n_contexts(self) -> int:
+        return sum(len(p) for p in self.plans)
+
+    def chunk_rows(self, batch: int) -> int:
+        """Test rows routed at once: up to ``batch`` x leaves (at most ROUTED_ROWS), so
+        that each context gets a useful batch."""
+        leaves = max(len(p) for p in self.plans)
+        return max(batch, min(batch * leaves, ROUTED_ROWS))
+
+    def encode(self, engine, progress=None) -> list[list[list]]:
+        """The engine's contexts of every leaf's training rows, [member][leaf][group]; the
+        first encoding also sets ``grid`` (regression)."""
+        if self.x is None:
+            raise ValueError("these local contexts were saved without their training rows: "
+                             "load the engine's cache saved with them")
+        contexts = []
+        for plans, leaves in zip(self.plans, self.leaf_rows, strict=True):
+            row = []
+            for plan, rows in zip(plans, leaves, strict=True):
+                row.append([engine.fit(xg, yg, self.task) for xg, yg in
+                            plan.train_inputs(self.x[rows], self.y[rows])])
+                if progress is not None:
+                    progress.update(1)
+            contexts.append(row)
+        if self.task == "regression" and self.grid is None:
+            self.grid = self._common_borders(engine, contexts)
+        return contexts
+
+    def _common_borders(self, engine, contexts: list) -> np.ndarray:
+        """Common borders (K + 1,) for the mixture of every context's distribution.
+
+        Every context's borders are the model's borders scaled by its targets' mean and
+        unbiased std (export/FORMAT.md). The common ones are the model's borders scaled so
+        that their inner buckets span every context's inner buckets: then only mass that a
+        context itself puts in its outer (half-normal) buckets lands in the common outer
+        buckets, whose tails would otherwise stretch it far out.
+        """
+        plan, rows = self.plans[0][0], self.leaf_rows[0][0]
+        probe = plan.test_inputs(self.x[rows[:1]])[0]
+        borders = engine.predict(contexts[0][0][0], probe)["borders"][0]
+        stats = [self._target_scale(self.y[rows[plan.members[0].rows]])]
+        raw = (np.asarray(borders, np.float64) - stats[0][0]) / stats[0][1]
+        stats += [self._target_scale(self.y)]
+        stats += [self._target_scale(self.y[leaf[m.rows]]) for plans, leaves in
+                  zip(self.plans, self.leaf_rows, strict=True) for p, leaf in
+                  zip(plans, leaves, strict=True) for m in p.members]
+        mean, std = np.array(stats).T
+        lo, hi = (raw[1] * std + mean).min(), (raw[-2] * std + mean).max()
+        scale = (hi - lo) / (raw[-2] - raw[1])
+        return raw * scale + (lo - raw[1] * scale)
+
+    @staticmethod
+    def _target_scale(y: np.ndarray) -> tuple[float, float]:
+        """(mean, unbiased std) of a context's targets, as the model computes them."""
+        return float(y.mean()), max(float(y.std(ddof=1)), 1e-8) if len(y) > 1 else 1.0
+
+    def predict(self, engine, contexts: list, x: np.ndarray, temperature: float = 1.0):
+        """Combined predictions for test rows x (T, F), given :meth:`encode`'s contexts:
+        class probabilities (T, n_classes), members' logits divided by ``temperature``
+        as in :meth:`EnsemblePlan.combine_probs`; or a :class:`BarDistribution` over
+        ``grid`` (standardised units)."""
+        classify = self.task == "classification"
+        total = np.zeros((len(x), self.n_classes if classify else len(self.grid) - 1))
+        for r, router in enumerate(self.routers):
+            leaf = router.route(x)
+            for j in np.unique(leaf):
+                at = np.flatnonzero(leaf == j)
+                plan = self.plans[r][j]
+                outs = [engine.predict(ctx, xg) for ctx, xg in
+                        zip(contexts[r][j], plan.test_inputs(x[at]), strict=True)]
+                if classify:
+                    probs = np.concatenate([o["probs"] for o in outs])  # member order
+                    total[at] += plan.combine_probs(probs, temperature)
+                else:  # one member per leaf
+                    total[at] += np.asarray(softmax(outs[0]["logits"][0])
+                                            @ self._rebin(outs[0]["borders"][0]))
+        total /= len(self.routers)
+        return total if classify else BarDistribution(total, self.grid)
+
+    def _rebin(self, borders: np.ndarray):
+        """The sparse map from a context's buckets to the common ones (K, K).
+
+        The context's outer borders are first pulled in to ``clip`` as ``clip_tails`` does
+        for the whole ensemble: rebinned unclipped, the far tails of a context with a
+        narrow target range would put mass at extreme values of the common buckets, out of
+        reach of the final clipping.
+        """
+        lo, hi = self.clip
+        return rebin_matrix(clip_outer_borders(np.asarray(borders, np.float64), lo, hi),
+                            clip_outer_borders(self.grid, lo, hi))
+
+
+def attention_heads(engine) -> int:
+    """The engine's number of attention heads (both engines carry the model config)."""
+    if hasattr(engine, "model"):
+        return int(engine.model.cfg.n_heads)
+    return int(engine.config.get("n_heads", 1))
+
+
+def check_memory(engine, context_rows: int, test_batch_size: int) -> None:
+    """Raise ValueError naming the parameter whose attention scores exceed MEMORY_BUDGET."""
+    heads = attention_heads(engine)
+    for name, value, other in (("max_train_rows", context_rows, context_rows),
+                               ("test_batch_size", test_batch_size, context_rows)):
+        need = 4 * heads * value * other
+        if need > MEMORY_BUDGET:
+            limit = MEMORY_BUDGET // (4 * heads * (other if name != "max_train_rows" else 1))
+            limit = int(limit ** 0.5) if name == "max_train_rows" else limit
+            raise ValueError(
+                f"{name}={value} needs about {need / 1e9:.1f} GB of attention scores per "
+                f"network call ({heads} heads x {value} x {other} float32), over the "
+                f"{MEMORY_BUDGET / 1e9:.1f} GB budget: use {name} <= {limit} (larger "
+                "training sets are split into local contexts, so every row is still used)")
+
+
+@contextlib.contextmanager
+def progress(enabled: bool, total: int, desc: str):
+    """A tqdm bar when ``enabled`` (else None), closed on exit."""
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=desc, unit="chunk" if "predict" in desc else "context") as bar:
+        yield bar
+
+
+__all__ = ["LocalContexts", "RowRouter", "grow_router", "check_memory", "progress",
+           "MEMORY_BUDGET"]
