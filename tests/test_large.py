@@ -10,7 +10,7 @@ import pytest
 
 from pfn import PFNClassifier, PFNRegressor
 from pfn.bar_distribution import rebin, rebin_matrix
-from pfn.contexts import grow_router
+from pfn.contexts import grow_router, split_weights
 from pfn.preprocessing import draw_feature_sets
 
 SMALL = dict(n_estimators=2, max_train_rows=100)
@@ -33,6 +33,22 @@ def test_router_leaves_partition_the_rows_and_route_them_home():
     leaf = router.route(X)
     for j, members in enumerate(leaves):
         assert (leaf[members] == j).all()
+
+
+def test_routers_split_mostly_on_the_features_that_matter():
+    """Feature 2 carries the signal, the others are noise: splits are drawn by importance,
+    yet every feature keeps a chance to split."""
+    X, _ = _data(2000, f=6)
+    y = (np.sin(2 * X[:, 2]) > 0).astype(int)
+    w = split_weights(X, y, True, np.random.default_rng(0))
+    assert w.shape == (6,) and np.isclose(w.sum(), 1) and (w > 0).all()
+    assert w.argmax() == 2 and w[2] > 0.5
+    rng = np.random.default_rng(0)
+    used = np.concatenate([grow_router(X, 100, rng, w)[0].feature for _ in range(10)])
+    used = used[used >= 0]
+    assert (used == 2).mean() > 0.5  # uniform draws would give about 1/6
+    uniform = np.concatenate([grow_router(X, 100, rng)[0].feature for _ in range(10)])
+    assert (uniform[uniform >= 0] == 2).mean() < 0.35
 
 
 def test_identical_rows_stay_together_and_are_reported():
