@@ -32,7 +32,7 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(task: str, method: str, rows: int, train: int, n_estimators: int) -> dict:
+def worker(task: str, method: str, rows: int, train: int, n_estimators: str) -> dict:
     import numpy as np
 
     from pfn import PFNClassifier, PFNRegressor
@@ -41,7 +41,7 @@ def worker(task: str, method: str, rows: int, train: int, n_estimators: int) -> 
     x = rng.normal(size=(train + rows, 8)).astype(np.float64)
     signal = x[:, 0] + np.sin(2 * x[:, 1]) + 0.3 * rng.normal(size=len(x))
     est = (PFNClassifier if task == "classification" else PFNRegressor)(
-        n_estimators=n_estimators, n_jobs=1)
+        n_estimators=n_estimators if n_estimators == "auto" else int(n_estimators), n_jobs=1)
     est.fit(x[:train], signal[:train] > 0 if task == "classification" else signal[:train])
     before = rss_mb()
     t0 = time.perf_counter()
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--train", type=int, default=5000)
-    ap.add_argument("--n-estimators", type=int, default=4)
+    ap.add_argument("--n-estimators", default="auto", help="'auto' (the default) or a number")
     ap.add_argument("--worker", nargs=2, metavar=("TASK", "METHOD"))
     args = ap.parse_args(argv)
     if args.worker:

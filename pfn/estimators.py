@@ -55,6 +55,10 @@ except ImportError:  # pragma: no cover
     _validate_data = None
 
 
+# Members when n_estimators="auto": within one context, and with local contexts.
+AUTO_MEMBERS = 8
+AUTO_MEMBERS_LOCAL = 4
+
 _ENGINES: dict[tuple, Engine] = {}  # the 4 used last, oldest first
 _ENGINES_LOCK = threading.Lock()
 
@@ -86,7 +90,7 @@ def _check_names(est: BaseEstimator, X, reset: bool) -> None:
 class _PFNBase(SavingMixin, BaseEstimator):
     _task = ""
 
-    def __init__(self, n_estimators: int = 8, engine: str = "auto",
+    def __init__(self, n_estimators: int | str = "auto", engine: str = "auto",
                  model_path: str | Path | None = None, max_train_rows: int = 1000,
                  test_batch_size: int = 1024, transforms: tuple[str, ...] = DEFAULT_TRANSFORMS,
                  random_state=0, device: str = "cpu", categorical_features="auto",
@@ -107,7 +111,12 @@ class _PFNBase(SavingMixin, BaseEstimator):
 
     # ----- shared machinery -----------------------------------------------------------------
     def _check_params(self) -> None:
-        for name in ("n_estimators", "max_train_rows", "test_batch_size"):
+        if not (isinstance(self.n_estimators, str) and self.n_estimators == "auto"):
+            value = self.n_estimators
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"n_estimators must be 'auto' or an integer >= 1, got "
+                                 f"{value!r}")
+        for name in ("max_train_rows", "test_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -171,10 +180,15 @@ class _PFNBase(SavingMixin, BaseEstimator):
             seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         transforms = (self.transforms,) if isinstance(self.transforms, str) else self.transforms
         check_memory(engine, self.max_train_rows, self.test_batch_size)
-        draws = dict(n_estimators=self.n_estimators, max_features=engine.max_features,
+        local = x.shape[0] > self.max_train_rows
+        if isinstance(self.n_estimators, str):  # "auto"
+            self.n_estimators_ = AUTO_MEMBERS_LOCAL if local else AUTO_MEMBERS
+        else:
+            self.n_estimators_ = int(self.n_estimators)
+        draws = dict(n_estimators=self.n_estimators_, max_features=engine.max_features,
                      max_classes=engine.max_classes, transforms=tuple(transforms),
                      encodings=self._encodings(), seed=seed)
-        if x.shape[0] > self.max_train_rows:
+        if local:
             self.plan_, self.x_train_, self.y_train_ = None, None, None
             self.contexts_ = LocalContexts.fit(x, y_net, y_idx, self.encoder_.n_levels,
                                                context_rows=self.max_train_rows, **draws)
@@ -262,10 +276,15 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     Parameters
     ----------
     n_estimators : members whose probabilities are averaged (feature order, label
-        permutation and numeric transform differ between them). 8: on the real datasets
-        8 members had a better mean log loss than 4 and 16 no better than 8, and fit +
-        predict of 1000 training rows x 100 features and 1000 test rows stays within 1 s
-        on 2 cores (``benchmarks/real_data.py``, variants ``ours_n*``).
+        permutation and numeric transform differ between them), or "auto" (default): 8
+        when the training rows fit one context (``max_train_rows``), 4 beyond, where each
+        member splits them into local contexts. 8: on the real datasets 8 members had a
+        better mean log loss than 4 and 16 no better than 8, and fit + predict of 1000
+        training rows x 100 features and 1000 test rows stays within 1 s on 2 cores
+        (``benchmarks/real_data.py``, variants ``ours_n*``). 4 beyond: each local-context
+        member costs a network pass over every training and test row, so members cost as
+        much as rows; 2 lost regression accuracy on the large tables
+        (``benchmarks/large_tables.py``). The number used is ``n_estimators_``.
     engine : "auto" (ONNX Runtime with the shipped graphs; torch if onnxruntime or the
         graphs are missing, or for a device other than "cpu"), "onnx" or "torch". Both
         encode the training rows once in ``fit``; ``predict`` runs only the test rows.
@@ -308,7 +327,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
 
     _task = "classification"
 
-    def __init__(self, n_estimators: int = 8, engine: str = "auto",
+    def __init__(self, n_estimators: int | str = "auto", engine: str = "auto",
                  model_path: str | Path | None = None, max_train_rows: int = 1000,
                  test_batch_size: int = 1024, transforms: tuple[str, ...] = DEFAULT_TRANSFORMS,
                  random_state=0, device: str = "cpu", categorical_features="auto",
@@ -365,7 +384,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
 
     _task = "regression"
 
-    def __init__(self, n_estimators: int = 8, engine: str = "auto",
+    def __init__(self, n_estimators: int | str = "auto", engine: str = "auto",
                  model_path: str | Path | None = None, max_train_rows: int = 1000,
                  test_batch_size: int = 1024, transforms: tuple[str, ...] = DEFAULT_TRANSFORMS,
                  random_state=0, device: str = "cpu", output: str = "mean",

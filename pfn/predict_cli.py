@@ -112,8 +112,8 @@ def split_columns(train, test, target: str, id_column: str | None, drop: list[st
     return features
 
 
-def predict_tables(train, test, target: str, *, task: str = "auto", n_estimators: int = 8,
-                   engine: str = "auto", model: str | None = None,
+def predict_tables(train, test, target: str, *, task: str = "auto",
+                   n_estimators: int | str = "auto", engine: str = "auto", model: str | None = None,
                    id_column: str | None = None, drop: tuple[str, ...] = (),
                    progress: bool = False):
     """(predictions DataFrame, fitted estimator) for ``test`` (columns: module docstring)."""
@@ -169,6 +169,18 @@ def _separator(text: str) -> str:
     return sep
 
 
+def _members(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer >= 1, got {text!r}")
+    return value
+
+
 def _columns(text: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in text.split(",") if c.strip())
 
@@ -192,8 +204,9 @@ def build_parser() -> CommandParser:
     p.add_argument("--sep", type=_separator, default=",",
                    help="field separator of the input and output CSVs (default ','; '\\t' "
                         "for tabs)")
-    p.add_argument("--n-estimators", type=int, default=8,
-                   help="ensemble members (default 8, as the estimators)")
+    p.add_argument("--n-estimators", type=_members, default="auto",
+                   help="ensemble members, or 'auto' (the default, as the estimators: 8, or "
+                        "4 for training sets split into local contexts)")
     p.add_argument("--engine", default="auto", choices=("auto", "torch", "onnx"))
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal and the "

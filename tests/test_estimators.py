@@ -331,3 +331,20 @@ def test_estimators_import_without_torch():
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+def test_auto_members_are_8_within_one_context_and_4_with_local_contexts() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(260, 3))
+    y = (x[:, 0] > 0).astype(int)
+    small = PFNClassifier(engine="torch").fit(x[:100], y[:100])
+    large = PFNClassifier(engine="torch", max_train_rows=100).fit(x, y)
+    assert (small.n_estimators, small.n_estimators_) == ("auto", 8)
+    assert len(small.plan_.members) == 8
+    assert (large.n_estimators, large.n_estimators_) == ("auto", 4)
+    assert len(large.contexts_.routers) == 4
+    fixed = PFNClassifier(engine="torch", n_estimators=3, max_train_rows=100).fit(x, y)
+    assert fixed.n_estimators_ == 3 and len(fixed.contexts_.routers) == 3
+    for bad in ("many", 0, 2.5, True):
+        with pytest.raises(ValueError, match="n_estimators must be 'auto' or an integer"):
+            PFNClassifier(n_estimators=bad).fit(x, y)

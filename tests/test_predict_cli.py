@@ -174,3 +174,13 @@ def test_cli_default_members_are_the_estimators_default() -> None:
     default = inspect.signature(predict_tables).parameters["n_estimators"].default
     assert args.n_estimators == default == PFNClassifier().n_estimators \
         == PFNRegressor().n_estimators
+
+
+def test_cli_refuses_a_bad_member_count() -> None:
+    from pfn.predict_cli import build_parser
+
+    base = ["--train", "a", "--test", "b", "--target", "y", "--n-estimators"]
+    assert build_parser().parse_args(base + ["3"]).n_estimators == 3
+    for bad in ("0", "many"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(base + [bad])
