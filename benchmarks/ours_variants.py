@@ -29,7 +29,7 @@ OPTION_VARIANTS: dict[str, dict[str, Any]] = {
     **{f"ours_n{n}": {"n_estimators": n} for n in (2, 4, 6, 8, 12, 16)},
     **{f"ours_t{round(10 * t):02d}": {"softmax_temperature": t}
        for t in (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)},
-    # the table as numbers, text columns as integer codes (as_codes): what a user who
+    # the table as numbers, text columns as integer codes (CodesArray): what a user who
     # encoded a table into a numpy array passes, the case categorical detection is for
     "ours_codes_before": _BEFORE,
     "ours_codes": {},
@@ -42,12 +42,16 @@ OPTION_VARIANTS |= {f"ours_cand_{name[5:]}": {"engine": "torch", "model_path": N
 CODES_INPUT = {"ours_codes_before", "ours_codes", "ours_cand_codes_before", "ours_cand_codes"}
 
 
-def as_codes(X: pd.DataFrame) -> pd.DataFrame:
-    """Text / category / bool columns -> integer codes in sorted order of their values (NaN
-    kept), numeric columns unchanged: all columns float."""
-    out = X.copy()
-    for col in X.columns[[not pd.api.types.is_numeric_dtype(t) or
-                          pd.api.types.is_bool_dtype(t) for t in X.dtypes]]:
-        codes = pd.Series(pd.Categorical(X[col]).codes, index=X.index).astype(float)
-        out[col] = codes.where(codes >= 0)
-    return out.astype(float)
+class CodesArray:
+    """The table as a float numpy array, text / category / bool columns as integer codes in
+    sorted order of their values (NaN kept): what a user who encoded a table passes. Rows
+    are taken with ``.iloc[rows]`` like a DataFrame's, and come out as numpy arrays, so the
+    estimators see no column dtypes."""
+
+    def __init__(self, X: pd.DataFrame) -> None:
+        out = X.copy()
+        for col in X.columns[[not pd.api.types.is_numeric_dtype(t) or
+                              pd.api.types.is_bool_dtype(t) for t in X.dtypes]]:
+            codes = pd.Series(pd.Categorical(X[col]).codes, index=X.index).astype(float)
+            out[col] = codes.where(codes >= 0)
+        self.iloc = out.to_numpy(dtype=float)

@@ -68,7 +68,7 @@ from benchmarks.ours_variants import (  # noqa: E402
     CLASSIFIER_ONLY,
     CODES_INPUT,
     OPTION_VARIANTS,
-    as_codes,
+    CodesArray,
 )
 
 DEFAULT_DATASETS = ROOT.parent / "shared" / "datasets"
@@ -236,7 +236,7 @@ def run_dataset(
     else:
         labels, y = np.array([]), target.to_numpy(dtype=float)
     rows: dict[str, list[Result]] = {m: [] for m in models}
-    X_codes = as_codes(X) if CODES_INPUT & set(models) else None
+    X_codes = CodesArray(X) if CODES_INPUT & set(models) else None
     for seed in range(splits):
         tr, te = split(y, seed, clf, max_train)
         for m in models:

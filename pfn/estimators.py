@@ -300,8 +300,10 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         are reproducible (member draws are the only randomness).
     device : torch device for engine="torch".
     categorical_features : which columns hold categories. Text, category and bool columns
-        always do. "auto" (default) adds the numeric columns that look like codes: whole
-        numbers with at most 4 distinct values in at least 20 training rows
+        always do. "auto" (default) adds, for input without column dtypes (numpy arrays,
+        lists), the numeric columns that look like codes: whole numbers with at most 4
+        distinct values in at least 20 training rows; a DataFrame's numeric columns stay
+        numbers, its dtypes say which columns are categories
         (:func:`pfn.categorical.looks_categorical` says why). None adds none (integer
         columns stay numbers: pass it where small integers are scores or counts whose
         order matters); a list of column indices, a list of column names (DataFrame

@@ -135,8 +135,11 @@ class TableEncoder:
         by_dtype = np.array([_kind(col) == "categorical" for col in cols])
         floats = [None if cat else _to_float(col) for col, cat in zip(cols, by_dtype,
                                                                        strict=True)]
-        rule = np.array([v is not None and looks_categorical(v) for v in floats])
         names = list(X.columns) if _is_frame(X) else None
+        # A DataFrame says which columns are categories through its dtypes; only a table
+        # without dtypes (an array) can hide codes among its numbers.
+        rule = np.array([v is not None and names is None and looks_categorical(v)
+                         for v in floats])
         mask = resolve_categorical(categorical_features, by_dtype, names, rule)
         self.categories_ = []
         for col, values, cat in zip(cols, floats, mask, strict=True):

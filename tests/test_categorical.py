@@ -37,8 +37,12 @@ def test_auto_rule_detects_small_integer_codes_only():
     assert not looks_categorical(np.arange(n) % 2 + 0.5)  # not whole numbers
     assert not looks_categorical(np.zeros(n))  # constant
     assert not looks_categorical(np.arange(n - 1) % 2 * 1.0)  # too few rows to tell
-    enc = TableEncoder().fit(_table())
-    assert enc.categorical_mask.tolist() == [False, True, False, False, True]
+    numbers = _table().drop(columns="city")
+    enc = TableEncoder().fit(numbers.to_numpy())  # an array: codes hide among numbers
+    assert enc.categorical_mask.tolist() == [False, True, False, False]
+    # A DataFrame's dtypes say which columns are categories: its integers stay numbers.
+    assert TableEncoder().fit(numbers).categorical_mask.tolist() == [False] * 4
+    assert TableEncoder().fit(_table()).categorical_mask.tolist() == [False] * 4 + [True]
 
 
 @pytest.mark.parametrize("spec, expected", [

@@ -66,10 +66,16 @@ def _categorical_frame(n=90, seed=0):
     return df, y
 
 
+CODE = FAST | {"categorical_features": ["code"]}  # the integer column holds categories
+
+
 def test_categorical_features_parameter_and_fitted_mask():
     df, y = _categorical_frame()
     clf = PFNClassifier(**FAST).fit(df, y)
-    assert clf.categorical_features_.tolist() == [False, True, True]  # text + integer rule
+    assert clf.categorical_features_.tolist() == [False, True, False]  # a frame: its dtypes
+    codes = df.assign(colour=df["colour"].map(dict(zip("rgbyk", range(5))))).to_numpy(float)
+    arr = PFNClassifier(**FAST).fit(codes, y)  # an array: the integer rule (<= 4 levels)
+    assert arr.categorical_features_.tolist() == [False, False, True]
     none = PFNClassifier(**FAST, categorical_features=None).fit(df, y)
     assert none.categorical_features_.tolist() == [False, True, False]
     named = PFNClassifier(**FAST, categorical_features=["x"]).fit(df, y)
@@ -90,11 +96,11 @@ def test_renaming_categories_changes_no_prediction():
     renamed = df.assign(colour=df["colour"].map(dict(zip("rgbyk", "vwxyz", strict=True))),
                         code=df["code"].map({0: 7, 1: 3, 2: 5}))
     for enc in ("onehot", ("onehot", "shuffled")):
-        a = PFNClassifier(**FAST, categorical_encoding=enc).fit(df[:60], y[:60])
-        b = PFNClassifier(**FAST, categorical_encoding=enc).fit(renamed[:60], y[:60])
+        a = PFNClassifier(**CODE, categorical_encoding=enc).fit(df[:60], y[:60])
+        b = PFNClassifier(**CODE, categorical_encoding=enc).fit(renamed[:60], y[:60])
         np.testing.assert_allclose(a.predict_proba(df[60:]), b.predict_proba(renamed[60:]),
                                    atol=1e-6)
-    c = PFNClassifier(**FAST, categorical_encoding="ordinal").fit(renamed[:60], y[:60])
+    c = PFNClassifier(**CODE, categorical_encoding="ordinal").fit(renamed[:60], y[:60])
     assert not np.allclose(a.predict_proba(df[60:]), c.predict_proba(renamed[60:]), atol=1e-3)
 
 
@@ -102,10 +108,10 @@ def test_members_of_other_widths_run_as_separate_engine_groups():
     df, y = _categorical_frame()
     target = df["x"].to_numpy() + (df["colour"] == "r")
     for est, t in ((PFNClassifier, y), (PFNRegressor, target)):
-        mixed = est(**FAST, categorical_encoding=("shuffled", "onehot")).fit(df[:60], t[:60])
+        mixed = est(**CODE, categorical_encoding=("shuffled", "onehot")).fit(df[:60], t[:60])
         assert [x.shape[2] for x in mixed.x_train_] == [3, 9]  # x, 5 + 3 indicators
         pred = mixed.predict(df[60:])
-        again = est(**FAST, categorical_encoding=("shuffled", "onehot")).fit(df[:60], t[:60])
+        again = est(**CODE, categorical_encoding=("shuffled", "onehot")).fit(df[:60], t[:60])
         np.testing.assert_array_equal(again.predict(df[60:]), pred)  # same seed, same result
         np.testing.assert_array_equal(pickle.loads(pickle.dumps(mixed)).predict(df[60:]), pred)
     dist = mixed.predict_distribution(df[60:])
