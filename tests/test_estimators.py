@@ -73,7 +73,8 @@ def test_categorical_features_parameter_and_fitted_mask():
     df, y = _categorical_frame()
     clf = PFNClassifier(**FAST).fit(df, y)
     assert clf.categorical_features_.tolist() == [False, True, False]  # a frame: its dtypes
-    codes = df.assign(colour=df["colour"].map(dict(zip("rgbyk", range(5))))).to_numpy(float)
+    colour = df["colour"].map({c: i for i, c in enumerate("rgbyk")})
+    codes = df.assign(colour=colour).to_numpy(float)
     arr = PFNClassifier(**FAST).fit(codes, y)  # an array: the integer rule (<= 4 levels)
     assert arr.categorical_features_.tolist() == [False, False, True]
     none = PFNClassifier(**FAST, categorical_features=None).fit(df, y)
