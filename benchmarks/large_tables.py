@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="threads of every model (n_jobs where it has one; export "
                     "OMP_NUM_THREADS too, for HistGradientBoosting). On a shared machine 1 "
                     "keeps OpenMP's spinning threads from inflating the baselines' times")
+    ap.add_argument("--candidate", help="weights for ours_candidate (torch engine): a model "
+                    "being considered for shipping, on the same splits")
     args = ap.parse_args(argv)
+    real_data.VARIANTS["ours_candidate"]["model_path"] = args.candidate
     if args.threads is not None:
         make = real_data.make_model
 
