@@ -320,14 +320,12 @@ class LocalContexts:
             for j in np.unique(leaf):
                 at = np.flatnonzero(leaf == j)
                 plan = self.plans[r][j]
-                outs = [engine.predict(ctx, xg) for ctx, xg in
-                        zip(contexts[r][j], plan.test_inputs(x[at]), strict=True)]
+                out = plan.network_outputs(engine, contexts[r][j], x[at])
                 if classify:
-                    probs = np.concatenate([o["probs"] for o in outs])  # member order
-                    total[at] += plan.combine_probs(probs, temperature)
+                    total[at] += plan.combine_probs(out["probs"], temperature)
                 else:  # one member per leaf
-                    total[at] += np.asarray(softmax(outs[0]["logits"][0])
-                                            @ self._rebin(outs[0]["borders"][0]))
+                    total[at] += np.asarray(softmax(out["logits"][0])
+                                            @ self._rebin(out["borders"][0]))
         total /= len(self.routers)
         return total if classify else BarDistribution(total, self.grid)
 
@@ -344,16 +342,9 @@ class LocalContexts:
                             clip_outer_borders(self.grid, lo, hi))
 
 
-def attention_heads(engine) -> int:
-    """The engine's number of attention heads (both engines carry the model config)."""
-    if hasattr(engine, "model"):
-        return int(engine.model.cfg.n_heads)
-    return int(engine.config.get("n_heads", 1))
-
-
 def check_memory(engine, context_rows: int, test_batch_size: int) -> None:
     """Raise ValueError naming the parameter whose attention scores exceed MEMORY_BUDGET."""
-    heads = attention_heads(engine)
+    heads = engine.n_heads
     for name, value, other in (("max_train_rows", context_rows, context_rows),
                                ("test_batch_size", test_batch_size, context_rows)):
         need = 4 * heads * value * other

@@ -252,9 +252,7 @@ class _PFNBase(SavingMixin, BaseEstimator):
                 if local is not None:
                     yield local.predict(engine, self._context, chunk, temperature)
                 else:
-                    outs = [engine.predict(ctx, xg) for ctx, xg in
-                            zip(self._context, self.plan_.test_inputs(chunk), strict=True)]
-                    out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+                    out = self.plan_.network_outputs(engine, self._context, chunk)
                     yield self.plan_.combine_probs(out["probs"], temperature) \
                         if self._task == "classification" \
                         else BarDistribution.mixture(out["logits"], out["borders"])

@@ -365,6 +365,13 @@ class EnsemblePlan:
         return [np.stack([m.inputs(x, cache) for m in self.members[g]]).astype(np.float32)
                 for g in self.groups]
 
+    def network_outputs(self, engine, contexts: list, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The engine's outputs for test rows x (T, F), one call per group (``contexts``:
+        the engine's context of each group), concatenated in member order (B, T, ...)."""
+        outs = [engine.predict(ctx, xg)
+                for ctx, xg in zip(contexts, self.test_inputs(x), strict=True)]
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
     def combine_probs(self, probs: np.ndarray, temperature: float = 1.0) -> np.ndarray:
         """Members' network probabilities (B, T, C) -> class probabilities (T, n_classes).
 

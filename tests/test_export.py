@@ -86,6 +86,7 @@ def test_checker_and_metadata(tiny):
         assert meta["export_version"]
     engine = OnnxEngine(prefix)
     assert (engine.max_features, engine.max_classes, engine.n_buckets) == (12, 5, 30)
+    assert engine.n_heads == model.cfg.n_heads  # what check_memory sizes attention with
 
 
 def test_int8_variant_is_smaller_and_close(tiny, tmp_path):

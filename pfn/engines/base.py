@@ -38,6 +38,7 @@ class Engine(Protocol):
     max_features: int
     max_classes: int
     n_buckets: int
+    n_heads: int  # attention heads: what attention-score memory scales with
     weights_fingerprint: str | None
 
     def fit(self, x_train: np.ndarray, y_train: np.ndarray, task: str) -> Any: ...

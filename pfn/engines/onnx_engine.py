@@ -189,6 +189,10 @@ class OnnxEngine:
         return json.loads(self.metadata["config"])
 
     @property
+    def n_heads(self) -> int:
+        return int(self.config.get("n_heads", 1))
+
+    @property
     def max_features(self) -> int:
         return int(self.metadata["max_features"])
 
@@ -284,7 +288,7 @@ class OnnxEngine:
         measurement is in ``pfn/weights/MODEL_CARD.md``).
         """
         b = next(iter(feeds.values())).shape[0]
-        per_dataset = int(self.config.get("n_heads", 1)) * scores_per_dataset
+        per_dataset = self.n_heads * scores_per_dataset
         group = max(1, SCORES_BUDGET // max(per_dataset, 1))
         names = [o.name for o in sess.get_outputs()]
         parts = [sess.run(None, {k: v[i:i + group] for k, v in feeds.items()})

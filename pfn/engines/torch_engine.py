@@ -34,8 +34,8 @@ class TorchEngine:
         self.model = load_model(self.model_path, device=device)
         self.weights_fingerprint: str = self.model.weights_fingerprint
         cfg = self.model.cfg
-        self.max_features, self.max_classes, self.n_buckets = (
-            cfg.max_features, cfg.max_classes, cfg.n_buckets)
+        self.max_features, self.max_classes, self.n_buckets, self.n_heads = (
+            cfg.max_features, cfg.max_classes, cfg.n_buckets, cfg.n_heads)
 
     def fit(self, x_train: np.ndarray, y_train: np.ndarray, task: str) -> dict:
         import torch
