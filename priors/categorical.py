@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from priors.base import Range
+
 
 def draw_codes(levels: torch.Tensor, n_rows: int, g: torch.Generator,
                skew: float = 1.0) -> torch.Tensor:
@@ -31,6 +33,24 @@ def draw_codes(levels: torch.Tensor, n_rows: int, g: torch.Generator,
     u = torch.rand(b, v, n_rows, generator=g)
     codes = torch.searchsorted(cum.contiguous(), u.contiguous())  # (b, v, rows)
     return codes.clamp(max=(levels - 1).clamp_min(0).unsqueeze(-1)).transpose(1, 2)
+
+
+def draw_discrete(used: torch.Tensor, n_rows: int, p_all: float, fraction: Range,
+                  levels: Range, g: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which columns of a table are discrete, their level counts and codes.
+
+    used: (batch, vars) bool, the columns each dataset has. With probability ``p_all`` a
+    dataset is all discrete, else each column is with a per-dataset probability drawn from
+    ``fraction``. Returns the mask (batch, vars), levels (batch, vars) drawn from ``levels``
+    and codes (batch, rows, vars) for every column (the caller keeps those of the mask).
+    """
+    b, v = used.shape
+    every = torch.rand(b, 1, generator=g) < p_all
+    frac = fraction.sample(b, g).view(b, 1)
+    discrete = ((torch.rand(b, v, generator=g) < frac) | every) & used
+    n_levels = levels.sample_int(b * v, g).view(b, v)
+    return discrete, n_levels, draw_codes(n_levels, n_rows, g)
 
 
 def level_effects(levels: torch.Tensor, ordinal: torch.Tensor, dim: int,

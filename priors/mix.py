@@ -13,6 +13,7 @@ import torch
 
 from priors.base import Batch, Prior, check_sizes
 from priors.bnn import BNNConfig, BNNPrior
+from priors.glm import GLMConfig, GLMPrior
 from priors.gp import GPConfig, GPPrior
 from priors.rules import RulesConfig, RulesPrior
 from priors.scm import SCMConfig, SCMPrior
@@ -22,6 +23,7 @@ PRIORS: dict[str, tuple[type, type]] = {
     "gp": (GPPrior, GPConfig),
     "bnn": (BNNPrior, BNNConfig),
     "rules": (RulesPrior, RulesConfig),
+    "glm": (GLMPrior, GLMConfig),
 }
 
 

@@ -16,8 +16,9 @@ from priors.base import Range, check_positive, check_probability, coerce_ranges
 from priors.labels import exact_classes, sample_num_classes, to_classes
 from priors.wide import widen
 
-__all__ = ["PostprocessConfig", "finish", "make_categorical", "sample_num_classes", "to_classes",
-           "exact_classes", "warp_columns", "add_missing", "widen"]
+__all__ = ["PostprocessConfig", "finish", "native_discrete", "make_categorical",
+           "sample_num_classes", "to_classes", "exact_classes", "warp_columns", "add_missing",
+           "widen"]
 
 
 @dataclass
@@ -56,6 +57,12 @@ class PostprocessConfig:
         self.wide_features.check("wide_features", 1)
         self.redundant_fraction.check("redundant_fraction", 0.0, 1.0)
         check_positive("max_levels", self.max_levels)
+
+
+def native_discrete() -> PostprocessConfig:
+    """Post-processing for priors that draw their discrete columns themselves (with their
+    own per-level meaning): no cutting of numeric columns into codes on top."""
+    return PostprocessConfig(p_categorical=0.0)
 
 
 def _bernoulli(p: float | torch.Tensor, shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:

@@ -22,16 +22,11 @@ from typing import NamedTuple
 import torch
 
 from priors.base import Batch, Range, check_probability, check_sizes, coerce_ranges
-from priors.categorical import draw_codes
+from priors.categorical import draw_discrete
 from priors.labels import flip_labels
-from priors.postprocess import PostprocessConfig, finish
+from priors.postprocess import PostprocessConfig, finish, native_discrete
 
 KINDS = ("parity", "majority", "any", "all", "tree")
-
-
-def _native_discrete() -> PostprocessConfig:
-    # Discrete columns are drawn here (with their own meaning), so no cutting of numeric ones.
-    return PostprocessConfig(p_categorical=0.0)
 
 
 @dataclass
@@ -51,7 +46,7 @@ class RulesConfig:
     p_label_noise: float = 0.6  # else labels are exact
     label_noise: Range = field(default_factory=lambda: Range(0.0, 0.2))  # flip rate
     noise_std: Range = field(default_factory=lambda: Range(1e-3, 0.3, log=True))  # regression
-    postprocess: PostprocessConfig = field(default_factory=_native_discrete)
+    postprocess: PostprocessConfig = field(default_factory=native_discrete)
 
     def __post_init__(self) -> None:
         coerce_ranges(self)
@@ -120,12 +115,9 @@ class RulesPrior:
         d = int(n_feat.max())
         col = torch.arange(d).view(1, d)
         used = col < n_feat.view(b, 1)
-        every = torch.rand(b, 1, generator=g) < c.p_all_discrete
-        frac = c.discrete_fraction.sample(b, g).view(b, 1)
-        discrete = ((torch.rand(b, d, generator=g) < frac) | every) & used
-        levels = c.levels.sample_int(b * d, g).view(b, d)
-        codes = draw_codes(levels, r, g).float()
-        x = torch.where(discrete.unsqueeze(1), codes, torch.randn(b, r, d, generator=g))
+        discrete, levels, codes = draw_discrete(used, r, c.p_all_discrete, c.discrete_fraction,
+                                                c.levels, g)
+        x = torch.where(discrete.unsqueeze(1), codes.float(), torch.randn(b, r, d, generator=g))
         x = x * used.unsqueeze(1)
         # Columns 0..n_inf-1 are informative here; a shuffle below hides which they are.
         y = self._rules(x, discrete, levels, n_inf, g)

@@ -1,10 +1,11 @@
 """Look at the priors: a PNG grid of sampled datasets.
 
 Top rows: 2-feature classification datasets from the SCM, SCM-with-trees, BNN and GP priors,
-the SCM with categorical root causes, and the rule prior on numeric and on discrete columns
-(one row per prior, scatter of the two features coloured by class; integer codes are jittered
-so the points of one level pair show as a blob). Bottom row: 1-D regression draws from the
-GP, BNN, SCM and rule priors, several per panel, sorted by x.
+the SCM with categorical root causes, the rule prior on numeric and on discrete columns, and
+the GLM prior (noisy linear targets, sampled labels): one row per prior, scatter of the two
+features coloured by class; integer codes are jittered so the points of one level pair show
+as a blob. Bottom row: 1-D regression draws from the GP, BNN, SCM, rule and GLM priors,
+several per panel, sorted by x.
 
     python -m priors.show --out prior.png [--seed 0] [--datasets 4] [--rows 200]
 """
@@ -18,6 +19,7 @@ import torch
 
 from priors.base import Batch, Range
 from priors.bnn import BNNConfig, BNNPrior
+from priors.glm import GLMConfig, GLMPrior
 from priors.gp import GPConfig, GPPrior
 from priors.postprocess import PostprocessConfig
 from priors.rules import RulesConfig, RulesPrior
@@ -43,6 +45,9 @@ def classification_priors() -> dict[str, object]:
         "Rules (discrete)": RulesPrior(RulesConfig(**two, p_all_discrete=1.0,
                                                    levels=Range(2, 5), p_label_noise=0.0,
                                                    postprocess=rules_post)),
+        "GLM (noisy linear)": GLMPrior(GLMConfig(**two, p_all_discrete=0.0,
+                                                 discrete_fraction=Range(0.0, 0.0),
+                                                 postprocess=rules_post)),
     }
 
 
@@ -57,6 +62,8 @@ def regression_priors() -> dict[str, object]:
         "Rules": RulesPrior(RulesConfig(**one, num_informative=Range(1, 1),
                                         discrete_fraction=Range(0.0, 0.0), p_all_discrete=0.0,
                                         postprocess=plain)),
+        "GLM": GLMPrior(GLMConfig(**one, p_all_discrete=0.0, discrete_fraction=Range(0.0, 0.0),
+                                  postprocess=plain)),
     }
 
 
@@ -110,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         for x, y in zip(b.x[:, :, 0], b.y, strict=True):
             order = x.argsort()
             style = {"marker": ".", "linestyle": "none", "markersize": 3} \
-                if name in ("SCM", "Rules") else {"linewidth": 1}
+                if name in ("SCM", "Rules", "GLM") else {"linewidth": 1}
             ax.plot(x[order].numpy(), y[order].numpy(), **style)
         ax.set_title(f"{name} regression, 1-D", fontsize=7)
         ax.tick_params(labelsize=6)

@@ -13,6 +13,8 @@ import torch
 from priors import (
     BNNConfig,
     BNNPrior,
+    GLMConfig,
+    GLMPrior,
     GPConfig,
     GPPrior,
     MixturePrior,
@@ -43,13 +45,14 @@ def make_priors(max_features: int = MAX_FEATURES, post: PostprocessConfig | None
         "bnn": BNNPrior(BNNConfig(**f, **pp)),
         "gp": GPPrior(GPConfig(**f, **pp)),
         "rules": RulesPrior(RulesConfig(**f, **pp)),
+        "glm": GLMPrior(GLMConfig(**f, **pp)),
         # The v2 options: categorical roots, ordinal codes, wide tables.
         "scm-v2": SCMPrior(SCMConfig(**f, p_categorical_roots=0.5, p_all_categorical=0.3,
                                      postprocess=post or PostprocessConfig(
                                          p_ordinal=0.3, p_wide=0.5,
                                          wide_features=Range(6, max_features)))),
     }
-    priors["mixture"] = MixturePrior(list(priors.values()), [0.3, 0.2, 0.1, 0.1, 0.2, 0.1])
+    priors["mixture"] = MixturePrior(list(priors.values()), [0.3, 0.2, 0.1, 0.1, 0.2, 0.1, 0.1])
     return priors
 
 
