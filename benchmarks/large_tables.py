@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--candidate", help="weights for ours_candidate (torch engine): a model "
                     "being considered for shipping, on the same splits")
     args = ap.parse_args(argv)
-    real_data.VARIANTS["ours_candidate"]["model_path"] = args.candidate
+    real_data.use_candidate(args.candidate)
     if args.threads is not None:
         make = real_data.make_model
 

@@ -29,6 +29,8 @@ OPTION_VARIANTS: dict[str, dict[str, Any]] = {
     **{f"ours_n{n}": {"n_estimators": n} for n in (2, 4, 6, 8, 12, 16)},
     **{f"ours_t{round(10 * t):02d}": {"softmax_temperature": t}
        for t in (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)},
+    # contexts longer than the pretraining datasets (large tables: fewer, larger leaves)
+    **{f"ours_ctx{n}": {"max_train_rows": n} for n in (500, 1500, 2000)},
     # the table as numbers, text columns as integer codes (CodesArray): what a user who
     # encoded a table into a numpy array passes, the case categorical detection is for
     "ours_codes_before": _BEFORE,

@@ -359,6 +359,13 @@ def speed(models: list[str], repeats: int = 3) -> str:
     )
 
 
+def use_candidate(path: str | None) -> None:
+    """Point ``ours_candidate`` and every ``ours_cand_*`` variant at the weights ``path``."""
+    for name, opts in VARIANTS.items():
+        if name == "ours_candidate" or name.startswith("ours_cand_"):
+            opts["model_path"] = path
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS)
@@ -378,9 +385,7 @@ def main(argv: list[str] | None = None) -> None:
                     "compare a new run with the shipped model on the same splits")
     args = ap.parse_args(argv)
     VARIANTS["ours_int8"]["model_path"] = args.int8_prefix
-    for name, opts in VARIANTS.items():
-        if name == "ours_candidate" or name.startswith("ours_cand_"):
-            opts["model_path"] = args.candidate
+    use_candidate(args.candidate)
 
     import torch
 

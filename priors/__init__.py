@@ -2,6 +2,7 @@
 
 from priors.base import Batch, Prior, Range
 from priors.bnn import BNNConfig, BNNPrior
+from priors.choice import ChoiceConfig, ChoicePrior
 from priors.glm import GLMConfig, GLMPrior
 from priors.gp import GPConfig, GPPrior, kernel_matrix
 from priors.mix import MixturePrior, build_prior
@@ -10,8 +11,8 @@ from priors.rules import RulesConfig, RulesPrior
 from priors.scm import SCMConfig, SCMPrior
 
 __all__ = [
-    "Batch", "Prior", "Range", "BNNConfig", "BNNPrior", "GLMConfig", "GLMPrior", "GPConfig",
-    "GPPrior", "kernel_matrix",
+    "Batch", "Prior", "Range", "BNNConfig", "BNNPrior", "ChoiceConfig", "ChoicePrior",
+    "GLMConfig", "GLMPrior", "GPConfig", "GPPrior", "kernel_matrix",
     "MixturePrior", "build_prior", "PostprocessConfig", "RulesConfig", "RulesPrior", "SCMConfig",
     "SCMPrior",
 ]

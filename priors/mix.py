@@ -13,6 +13,7 @@ import torch
 
 from priors.base import Batch, Prior, check_sizes
 from priors.bnn import BNNConfig, BNNPrior
+from priors.choice import ChoiceConfig, ChoicePrior
 from priors.glm import GLMConfig, GLMPrior
 from priors.gp import GPConfig, GPPrior
 from priors.rules import RulesConfig, RulesPrior
@@ -24,6 +25,7 @@ PRIORS: dict[str, tuple[type, type]] = {
     "bnn": (BNNPrior, BNNConfig),
     "rules": (RulesPrior, RulesConfig),
     "glm": (GLMPrior, GLMConfig),
+    "choice": (ChoicePrior, ChoiceConfig),
 }
 
 

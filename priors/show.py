@@ -2,10 +2,10 @@
 
 Top rows: 2-feature classification datasets from the SCM, SCM-with-trees, BNN and GP priors,
 the SCM with categorical root causes, the rule prior on numeric and on discrete columns, and
-the GLM prior (noisy linear targets, sampled labels): one row per prior, scatter of the two
-features coloured by class; integer codes are jittered so the points of one level pair show
-as a blob. Bottom row: 1-D regression draws from the GP, BNN, SCM, rule and GLM priors,
-several per panel, sorted by x.
+the GLM prior (noisy linear targets, sampled labels) and the choice prior (two alternatives):
+one row per prior, scatter of the two features coloured by class; integer codes are jittered
+so the points of one level pair show as a blob. Bottom row: 1-D regression draws from the
+GP, BNN, SCM, rule and GLM priors, several per panel, sorted by x.
 
     python -m priors.show --out prior.png [--seed 0] [--datasets 4] [--rows 200]
 """
@@ -19,6 +19,7 @@ import torch
 
 from priors.base import Batch, Range
 from priors.bnn import BNNConfig, BNNPrior
+from priors.choice import ChoiceConfig, ChoicePrior
 from priors.glm import GLMConfig, GLMPrior
 from priors.gp import GPConfig, GPPrior
 from priors.postprocess import PostprocessConfig
@@ -48,6 +49,11 @@ def classification_priors() -> dict[str, object]:
         "GLM (noisy linear)": GLMPrior(GLMConfig(**two, p_all_discrete=0.0,
                                                  discrete_fraction=Range(0.0, 0.0),
                                                  postprocess=rules_post)),
+        "Choice (2 options)": ChoicePrior(ChoiceConfig(
+            max_features=2, num_options=Range(2, 2), attributes=Range(1, 1),
+            covariates=Range(0, 0), irrelevant=Range(0, 0), p_copy=0.0,
+            postprocess=PostprocessConfig(p_categorical=0.0, p_missing=0.0, p_warp=0.0,
+                                          p_rescale=0.0))),
     }
 
 

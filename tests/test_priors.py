@@ -13,6 +13,8 @@ import torch
 from priors import (
     BNNConfig,
     BNNPrior,
+    ChoiceConfig,
+    ChoicePrior,
     GLMConfig,
     GLMPrior,
     GPConfig,
@@ -46,13 +48,17 @@ def make_priors(max_features: int = MAX_FEATURES, post: PostprocessConfig | None
         "gp": GPPrior(GPConfig(**f, **pp)),
         "rules": RulesPrior(RulesConfig(**f, **pp)),
         "glm": GLMPrior(GLMConfig(**f, **pp)),
+        "choice": ChoicePrior(ChoiceConfig(max_features=max_features, num_options=Range(2, 3),
+                                           attributes=Range(1, 2), covariates=Range(0, 1),
+                                           irrelevant=Range(0, 2), **pp)),
         # The v2 options: categorical roots, ordinal codes, wide tables.
         "scm-v2": SCMPrior(SCMConfig(**f, p_categorical_roots=0.5, p_all_categorical=0.3,
                                      postprocess=post or PostprocessConfig(
                                          p_ordinal=0.3, p_wide=0.5,
                                          wide_features=Range(6, max_features)))),
     }
-    priors["mixture"] = MixturePrior(list(priors.values()), [0.3, 0.2, 0.1, 0.1, 0.2, 0.1, 0.1])
+    weights = [0.3, 0.2, 0.1, 0.1, 0.2, 0.1, 0.1, 0.1]
+    priors["mixture"] = MixturePrior(list(priors.values()), weights)
     return priors
 
 
