@@ -52,7 +52,7 @@ class ChoiceConfig:
     p_copy: float = 0.5  # columns with the chosen alternative's attributes
     p_skewed: float = 0.5  # per attribute: log-normal values (prices, times)
     noise: Range = field(default_factory=lambda: Range(0.02, 2.0, log=True))  # Gumbel scale
-    constant_scale: Range = field(default_factory=lambda: Range(0.0, 1.5))
+    constant_scale: Range = field(default_factory=lambda: Range(0.0, 1.0))
     postprocess: PostprocessConfig = field(default_factory=_same_units)
 
     def __post_init__(self) -> None:
