@@ -17,8 +17,8 @@ from priors.labels import exact_classes, sample_num_classes, to_classes
 from priors.wide import widen
 
 __all__ = ["PostprocessConfig", "finish", "native_discrete", "make_categorical",
-           "sample_num_classes", "to_classes", "exact_classes", "warp_columns", "add_missing",
-           "widen"]
+           "sample_num_classes", "to_classes", "exact_classes", "warp_columns", "warp_targets",
+           "add_missing", "widen"]
 
 
 @dataclass
@@ -40,6 +40,9 @@ class PostprocessConfig:
     missing_rate: Range = field(default_factory=lambda: Range(0.01, 0.3))
     p_warp: float = 0.5
     p_rescale: float = 0.5
+    # Regression targets: with this probability per dataset, a monotone warp (exp, cube or
+    # sinh, as for features) makes them skewed or heavy-tailed, as prices and counts are.
+    p_warp_target: float = 0.0
     standardize: bool = True  # off for priors whose raw x must survive (GP mimicry)
 
     def __post_init__(self) -> None:
@@ -49,7 +52,7 @@ class PostprocessConfig:
         if self.max_levels < 2:
             raise ValueError(f"max_levels must be >= 2, got {self.max_levels}")
         for name in ("p_multiclass", "p_categorical", "p_missing", "p_warp", "p_rescale",
-                     "p_ordinal", "p_wide"):
+                     "p_ordinal", "p_wide", "p_warp_target"):
             check_probability(name, getattr(self, name))
         self.class_imbalance.check("class_imbalance", minimum=0.0)
         self.categorical_column_fraction.check("categorical_column_fraction", 0.0, 1.0)
@@ -109,6 +112,32 @@ def warp_columns(x: torch.Tensor, cfg: PostprocessConfig, g: torch.Generator) ->
         shift = torch.randn(n, 1, f, generator=g) * 10.0 * torch.rand(n, 1, f, generator=g)
         x[resc] = x[resc] * scale + shift
     return x
+
+
+def warp_targets(y: torch.Tensor, n_train: int, cfg: PostprocessConfig,
+                 g: torch.Generator) -> torch.Tensor:
+    """Skewed or heavy-tailed regression targets (batch, rows): with probability
+    ``p_warp_target`` per dataset, the target (standardised by its training rows) goes
+    through an exp, cube or sinh warp of random strength. Smooth priors give roughly
+    symmetric targets; real ones (prices, durations, counts) often are not, and a model
+    that never saw them spreads its bar distribution badly there."""
+    warp = _bernoulli(cfg.p_warp_target, (y.shape[0],), g)
+    idx = warp.nonzero().squeeze(1)
+    if idx.numel() == 0:
+        return y
+    part = y[idx]
+    mean = part[:, :n_train].mean(1, keepdim=True)
+    std = part[:, :n_train].std(1, keepdim=True) if n_train > 1 else torch.ones_like(mean)
+    part = (part - mean) / std.clamp_min(1e-6)
+    a = 0.3 + 1.2 * torch.rand(idx.numel(), 1, generator=g)
+    choice = torch.tensor([0, 1, 2])[torch.randint(0, 3, (idx.numel(),), generator=g)]
+    for k in (0, 1, 2):
+        sel = choice == k
+        if bool(sel.any()):
+            part[sel] = _warp(int(k), part[sel], a[sel])
+    y = y.clone()
+    y[idx] = part
+    return y
 
 
 def make_categorical(
@@ -218,4 +247,6 @@ def finish(
     else:
         num_classes = torch.zeros(b, dtype=torch.long)
         y = torch.nan_to_num(y)
+        if cfg.p_warp_target > 0:
+            y = warp_targets(y, n_train, cfg, g)
     return x.float(), y.float(), num_features, num_classes, cat
