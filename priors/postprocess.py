@@ -130,11 +130,11 @@ def warp_targets(y: torch.Tensor, n_train: int, cfg: PostprocessConfig,
     std = part[:, :n_train].std(1, keepdim=True) if n_train > 1 else torch.ones_like(mean)
     part = (part - mean) / std.clamp_min(1e-6)
     a = 0.3 + 1.2 * torch.rand(idx.numel(), 1, generator=g)
-    choice = torch.tensor([0, 1, 2])[torch.randint(0, 3, (idx.numel(),), generator=g)]
-    for k in (0, 1, 2):
+    choice = torch.randint(0, 3, (idx.numel(),), generator=g)  # exp, cube, sinh
+    for k in range(3):
         sel = choice == k
         if bool(sel.any()):
-            part[sel] = _warp(int(k), part[sel], a[sel])
+            part[sel] = _warp(k, part[sel], a[sel])
     y = y.clone()
     y[idx] = part
     return y
