@@ -128,14 +128,13 @@ class ChoicePrior:
                                         n_irr, g)
         if task == "regression":
             y = noisy.max(-1).values
-            n_cls = torch.zeros(b, dtype=torch.long)
+            n_cls = None
         else:
             y, n_cls = self._labels(choice, k, noisy, n_train, g)
-        # Labels are final here: finish only processes x (and warps regression targets).
-        x, y_out, num_features, _, cat = finish(x, y, num_features, n_train, "regression",
-                                                c.postprocess, g, n_columns=c.max_features)
-        y = y_out if task == "regression" else y
-        return Batch(x, y.float(), num_features, n_cls, cat, n_train, task)
+        x, y, num_features, n_cls, cat = finish(x, y, num_features, n_train, task,
+                                                c.postprocess, g, n_columns=c.max_features,
+                                                num_classes=n_cls)
+        return Batch(x, y, num_features, n_cls, cat, n_train, task)
 
     def _columns(self, attrs, opt_on, att_on, cov, cov_on, chosen, copy, n_irr, g):
         """The table (b, rows, width) in shuffled column order, and its widths (b,)."""

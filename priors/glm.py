@@ -93,15 +93,14 @@ class GLMPrior:
         signal = signal.view(b, 1)
         if task == "regression":
             y = signal * eta[:, :, 0] + torch.randn(b, n_rows, generator=g)
-            n_cls = torch.zeros(b, dtype=torch.long)
+            n_cls = None
         else:
             n_cls = sample_num_classes(b, c.postprocess, g).clamp(max=n_train)
             y = self._labels(eta * signal.unsqueeze(-1), n_cls, n_train, g)
-        # Labels are final here: finish only processes x (and warps regression targets).
-        x, y_out, n_feat, _, cat = finish(x, y, n_feat, n_train, "regression", c.postprocess,
-                                          g, n_columns=c.max_features, categorical=discrete)
-        y = y_out if task == "regression" else y
-        return Batch(x, y.float(), n_feat, n_cls, cat, n_train, task)
+        x, y, n_feat, n_cls, cat = finish(x, y, n_feat, n_train, task, c.postprocess, g,
+                                          n_columns=c.max_features, categorical=discrete,
+                                          num_classes=n_cls)
+        return Batch(x, y, n_feat, n_cls, cat, n_train, task)
 
     def draw_predictors(self, batch_size: int, n_rows: int, n_predictors: int,
                         g: torch.Generator

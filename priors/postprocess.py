@@ -197,6 +197,7 @@ def finish(
     x: torch.Tensor, y: torch.Tensor, num_features: torch.Tensor, n_train: int, task: str,
     cfg: PostprocessConfig, g: torch.Generator, n_columns: int | None = None,
     categorical: torch.Tensor | None = None, exact: bool = False,
+    num_classes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The full post-processing chain used by every prior.
 
@@ -204,10 +205,12 @@ def finish(
     ``num_features[i]``; y: (batch, rows) continuous target; ``categorical`` (batch, columns)
     marks columns that already hold integer codes (they skip standardising, warps and
     discretising). ``exact`` cuts classes with :func:`exact_classes` (labels a deterministic
-    function of y) instead of :func:`to_classes`. Returns x (batch, rows, n_columns), y,
-    num_features (grown where a table was widened), num_classes and the categorical mask
-    (batch, n_columns), ready for a :class:`Batch`; ``n_columns`` defaults to x's width and
-    may exceed it (zero padding). Work is done only on the used columns, the rest are zero.
+    function of y) instead of :func:`to_classes`; a prior that samples its own labels passes
+    them as y with their ``num_classes`` (batch,), and they are kept. Returns x (batch,
+    rows, n_columns), y, num_features (grown where a table was widened), num_classes and the
+    categorical mask (batch, n_columns), ready for a :class:`Batch`; ``n_columns`` defaults
+    to x's width and may exceed it (zero padding). Work is done only on the used columns,
+    the rest are zero.
     """
     b, _, f = x.shape
     n_columns = f if n_columns is None else n_columns
@@ -236,7 +239,9 @@ def finish(
     if n_columns > d:
         x = torch.nn.functional.pad(x, (0, n_columns - d))
         cat = torch.nn.functional.pad(cat, (0, n_columns - d), value=False)
-    if task == "classification":
+    if task == "classification" and num_classes is not None:
+        pass  # labels drawn by the prior itself
+    elif task == "classification":
         # No more classes than training rows, so every class can occur in them.
         num_classes = sample_num_classes(b, cfg, g).clamp(max=n_train)
         y = torch.nan_to_num(y)
