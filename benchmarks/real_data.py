@@ -80,6 +80,10 @@ VARIANTS = {"ours_torch": {"engine": "torch"},
             "ours_onnx": {"engine": "onnx"},
             "ours_int8": {"engine": "onnx",
                           "model_path": str(ROOT / "pfn" / "weights" / "default.int8")},
+            # the general model (pfn/weights/default), which the classifier ran before it
+            # had a specialist of its own; for regression it is what "ours" runs anyway
+            "ours_general": {"engine": "onnx",
+                             "model_path": str(ROOT / "pfn" / "weights" / "default")},
             # a model being considered for shipping (--candidate RUN/model.safetensors)
             "ours_candidate": {"engine": "torch", "model_path": None}}
 VARIANTS |= OPTION_VARIANTS

@@ -22,10 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_PREFIX = WEIGHTS_DIR / "default"
+DEFAULT_PREFIX = WEIGHTS_DIR / "default"  # the general model: one network, both heads
 DEFAULT_WEIGHTS = DEFAULT_PREFIX.with_name("default.safetensors")
+CLASSIFIER_PREFIX = WEIGHTS_DIR / "classifier"  # a network trained further on classification
 TASKS = ("classification", "regression")
 KINDS = ("full", "fit", "predict")  # graphs per task (export/graphs.py builds them)
+
+# The model each estimator loads by default. A task gets a specialist where one was trained
+# for it and measured better on real data for that task than the general model
+# (MODEL_CARD.md); TabPFN v2 likewise ships a classifier and a regressor checkpoint. The
+# general model keeps its graphs of both tasks, so ``OnnxEngine()`` and the Node.js example
+# run one model for either.
+SHIPPED_PREFIXES = {"classification": CLASSIFIER_PREFIX, "regression": DEFAULT_PREFIX}
 
 
 def check_task(task: str) -> str:
@@ -33,6 +41,17 @@ def check_task(task: str) -> str:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     return task
+
+
+def shipped_prefix(task: str) -> Path:
+    """The prefix of the model the estimators of ``task`` load by default."""
+    return SHIPPED_PREFIXES[check_task(task)]
+
+
+def weights_path(prefix: str | os.PathLike) -> Path:
+    """``PREFIX.safetensors``: the weights of a model prefix."""
+    prefix = Path(prefix)
+    return prefix.with_name(prefix.name + ".safetensors")
 
 
 def graph_suffix(task: str, kind: str = "full") -> str:
@@ -186,7 +205,8 @@ def graph_weights(meta: dict[str, str]) -> str | None:
     return f"file-sha256:{meta['source_sha256']}" if "source_sha256" in meta else None
 
 
-__all__ = ["WEIGHTS_DIR", "DEFAULT_PREFIX", "DEFAULT_WEIGHTS", "TASKS", "KINDS", "check_task",
-           "graph_suffix", "graph_path", "onnx_prefix", "in_weights_dir", "CONTENT_KEY",
-           "WEIGHTS_KEY", "GraphFile", "read_graph", "read_graph_metadata",
+__all__ = ["WEIGHTS_DIR", "DEFAULT_PREFIX", "DEFAULT_WEIGHTS", "CLASSIFIER_PREFIX",
+           "SHIPPED_PREFIXES", "TASKS", "KINDS", "check_task", "shipped_prefix",
+           "weights_path", "graph_suffix", "graph_path", "onnx_prefix", "in_weights_dir",
+           "CONTENT_KEY", "WEIGHTS_KEY", "GraphFile", "read_graph", "read_graph_metadata",
            "graph_content_sha256", "graph_weights"]

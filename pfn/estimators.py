@@ -39,7 +39,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from pfn.bar_distribution import BarDistribution
 from pfn.categorical import DEFAULT_ENCODING, ENCODINGS
 from pfn.contexts import LocalContexts, check_memory, progress
-from pfn.engines import Engine, get_engine, resolve_engine_name
+from pfn.engines import Engine, get_engine, resolve_engine_name, shipped_model
 from pfn.preprocessing import (
     DEFAULT_TRANSFORMS,
     TRANSFORMS,
@@ -145,7 +145,8 @@ class _PFNBase(SavingMixin, BaseEstimator):
 
     def _get_engine(self):
         name = resolve_engine_name(self.engine, self.model_path, self.device)
-        path = None if self.model_path is None else str(self.model_path)
+        path = str(shipped_model(self._task, name) if self.model_path is None
+                   else self.model_path)
         return _cached_engine(name, path, self.device,
                               None if self.n_jobs is None else int(self.n_jobs))
 
@@ -286,8 +287,10 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     engine : "auto" (ONNX Runtime with the shipped graphs; torch if onnxruntime or the
         graphs are missing, or for a device other than "cpu"), "onnx" or "torch". Both
         encode the training rows once in ``fit``; ``predict`` runs only the test rows.
-    model_path : None = the shipped model; a ``.safetensors`` file (torch) or an ONNX
-        prefix / graph path such as ``out/model`` or ``out/model.classification.onnx``.
+    model_path : None = the shipped model of the estimator's task (the classifier runs a
+        network trained further on classification, the regressor the general model:
+        ``pfn/weights/MODEL_CARD.md``); a ``.safetensors`` file (torch) or an ONNX prefix /
+        graph path such as ``out/model`` or ``out/model.classification.onnx``.
     max_train_rows : training rows in one context; larger training sets are split into local
         contexts of at most this many rows (every row is used; see :mod:`pfn.contexts`).
         Checked against a memory budget in ``fit``.

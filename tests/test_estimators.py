@@ -355,3 +355,16 @@ def test_auto_members_are_8_within_one_context_and_4_with_local_contexts() -> No
     for bad in ("many", 0, 2.5, True):
         with pytest.raises(ValueError, match="n_estimators must be 'auto' or an integer"):
             PFNClassifier(n_estimators=bad).fit(x, y)
+
+
+@pytest.mark.parametrize("engine", ["onnx", "torch"])
+def test_each_estimator_runs_its_tasks_shipped_model(engine):
+    from pfn.artifacts import shipped_prefix, weights_path
+    from pfn.checkpoint import read_model_file
+
+    x = np.random.default_rng(0).normal(size=(60, 4))
+    y = (x[:, 0] > 0).astype(int)
+    for est, task in ((PFNClassifier, "classification"), (PFNRegressor, "regression")):
+        fitted = est(engine=engine, n_estimators=1).fit(x, y)
+        expected = read_model_file(weights_path(shipped_prefix(task))).sha256
+        assert fitted.weights_fingerprint_ == expected, task

@@ -120,6 +120,22 @@ def shipped() -> tuple[PFN, OnnxEngine]:
     return load_model(WEIGHTS / "default.safetensors"), OnnxEngine()
 
 
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_each_task_ships_graphs_of_its_own_weights(task):
+    from pfn.artifacts import shipped_prefix, weights_path
+
+    prefix = shipped_prefix(task)
+    sha = hashlib.sha256(weights_path(prefix).read_bytes()).hexdigest()
+    graphs = sorted(WEIGHTS.glob(f"{prefix.name}.*.onnx"))
+    assert {g.name for g in graphs} >= {f"{prefix.name}.{task}{k}.onnx"
+                                        for k in ("", ".fit", ".predict")}
+    for path in graphs:
+        meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        assert meta["source_sha256"] == sha, f"{path.name}: rerun `pfn ship`"
+    engine = OnnxEngine(prefix)
+    assert engine.weights_fingerprint == load_model(weights_path(prefix)).weights_fingerprint
+
+
 def test_shipped_graphs_match_shipped_weights(shipped):
     model, engine = shipped
     sha = hashlib.sha256((WEIGHTS / "default.safetensors").read_bytes()).hexdigest()
@@ -247,6 +263,36 @@ def test_export_refuses_the_weights_folder_and_ship_writes_there(tiny, tmp_path,
         assert engine.has_split(task)
         meta = {p.key: p.value for p in onnx.load(str(engine.path(task))).metadata_props}
         assert meta["source_sha256"] == sha and "source_file" not in meta
+
+
+def test_ship_a_task_specialist_writes_that_task_and_drops_stale_graphs(tiny, tmp_path,
+                                                                         capsys):
+    from export.ship import main as ship_main
+
+    _, ckpt, prefix = tiny
+    for task in ("classification", "regression"):  # an earlier ship left both tasks' graphs
+        for kind in ("", ".fit", ".predict"):
+            (tmp_path / f"spec.{task}{kind}.onnx").write_bytes(
+                Path(f"{prefix}.{task}{kind}.onnx").read_bytes())
+    (tmp_path / "spec.int8.regression.onnx").write_bytes(b"stale")
+    assert ship_main([str(ckpt), "--out-dir", str(tmp_path), "--name", "spec",
+                      "--task", "classification"]) == 0
+    err = capsys.readouterr().err
+    assert "(classification)" in err and err.count("removed: ") == 4
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["spec.classification.fit.onnx", "spec.classification.onnx",
+                    "spec.classification.predict.onnx", "spec.safetensors"]
+    engine = OnnxEngine(tmp_path / "spec")
+    assert engine.weights_fingerprint == load_model(tmp_path / "spec.safetensors"
+                                                    ).weights_fingerprint
+    x = np.random.default_rng(0).normal(size=(1, 30, 3)).astype(np.float32)
+    y = (x[..., 0] > 0).astype(np.float32)
+    assert engine.predict(engine.fit(x, y, "classification"), x)["probs"].shape[:2] == (1, 30)
+    with pytest.raises(FileNotFoundError):
+        engine.fit(x, y, "regression")
+    for bad in ("a.b", "../x", ""):
+        assert ship_main([str(ckpt), "--out-dir", str(tmp_path), "--name", bad]) == 2
+    assert "--name must be a plain file name" in capsys.readouterr().err
 
 
 def test_old_engine_import_still_works_with_a_warning():

@@ -4,6 +4,14 @@
 imported only when asked for, so importing this package loads neither runtime.
 """
 
-from pfn.engines.base import ENGINES, Engine, get_engine, onnx_available, resolve_engine_name
+from pfn.engines.base import (
+    ENGINES,
+    Engine,
+    get_engine,
+    onnx_available,
+    resolve_engine_name,
+    shipped_model,
+)
 
-__all__ = ["ENGINES", "Engine", "get_engine", "onnx_available", "resolve_engine_name"]
+__all__ = ["ENGINES", "Engine", "get_engine", "onnx_available", "resolve_engine_name",
+           "shipped_model"]

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from pfn.artifacts import DEFAULT_PREFIX, TASKS, graph_path
+from pfn.artifacts import TASKS, graph_path, shipped_prefix, weights_path
 
 ENGINES = ("auto", "torch", "onnx")
 
@@ -67,8 +68,16 @@ def _importable(module: str) -> bool:
 
 def onnx_available() -> bool:
     """Whether the shipped graphs and onnxruntime are there (then "auto" means "onnx")."""
-    return _importable("onnxruntime") and all(graph_path(DEFAULT_PREFIX, task).is_file()
+    return _importable("onnxruntime") and all(graph_path(shipped_prefix(task), task).is_file()
                                               for task in TASKS)
+
+
+def shipped_model(task: str, engine_name: str) -> Path:
+    """What an estimator of ``task`` passes as ``model_path`` when the user gave none: the
+    shipped model of that task (:data:`pfn.artifacts.SHIPPED_PREFIXES`), as the weights
+    file for "torch" and as the graphs' prefix for "onnx"."""
+    prefix = shipped_prefix(task)
+    return weights_path(prefix) if engine_name == "torch" else prefix
 
 
 def resolve_engine_name(name: str, model_path: str | os.PathLike | None = None,
