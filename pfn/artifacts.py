@@ -23,7 +23,6 @@ from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_PREFIX = WEIGHTS_DIR / "default"  # the general model: one network, both heads
-DEFAULT_WEIGHTS = DEFAULT_PREFIX.with_name("default.safetensors")
 CLASSIFIER_PREFIX = WEIGHTS_DIR / "classifier"  # a network trained further on classification
 TASKS = ("classification", "regression")
 KINDS = ("full", "fit", "predict")  # graphs per task (export/graphs.py builds them)
@@ -52,6 +51,9 @@ def weights_path(prefix: str | os.PathLike) -> Path:
     """``PREFIX.safetensors``: the weights of a model prefix."""
     prefix = Path(prefix)
     return prefix.with_name(prefix.name + ".safetensors")
+
+
+DEFAULT_WEIGHTS = weights_path(DEFAULT_PREFIX)
 
 
 def graph_suffix(task: str, kind: str = "full") -> str:
