@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 CLASSIFIER_ONLY = {"softmax_temperature"}  # dropped for the regressor
+REGRESSOR_ONLY = {"target_transform"}  # dropped for the classifier
 # Before categorical handling: 4 members, only text / category / bool columns categorical
 # and coded in the sorted order of their levels, temperature 1.
 _BEFORE = {"n_estimators": 4, "categorical_features": None, "categorical_encoding": "ordinal",
@@ -31,6 +32,9 @@ OPTION_VARIANTS: dict[str, dict[str, Any]] = {
        for t in (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)},
     # contexts longer than the pretraining datasets (large tables: fewer, larger leaves)
     **{f"ours_ctx{n}": {"max_train_rows": n} for n in (500, 1500, 2000)},
+    # regression targets through a Yeo-Johnson transform, or as they are, whatever the size
+    "ours_ypower": {"target_transform": "power"},
+    "ours_ynone": {"target_transform": "none"},
     # the table as numbers, text columns as integer codes (CodesArray): what a user who
     # encoded a table into a numpy array passes, the case categorical detection is for
     "ours_codes_before": _BEFORE,

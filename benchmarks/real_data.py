@@ -68,6 +68,7 @@ from benchmarks.ours_variants import (  # noqa: E402
     CLASSIFIER_ONLY,
     CODES_INPUT,
     OPTION_VARIANTS,
+    REGRESSOR_ONLY,
     CodesArray,
 )
 
@@ -132,7 +133,8 @@ def make_model(name: str, task: str) -> Any:
         import pfn
 
         if clf:
-            return pfn.PFNClassifier(**VARIANTS[name])
+            return pfn.PFNClassifier(**{k: v for k, v in VARIANTS[name].items()
+                                        if k not in REGRESSOR_ONLY})
         return pfn.PFNRegressor(**{k: v for k, v in VARIANTS[name].items()
                                    if k not in CLASSIFIER_ONLY})
     raise ValueError(f"unknown model {name!r}")

@@ -250,6 +250,21 @@ class BarDistribution:
         return BarDistribution(self.probs, clip_outer_borders(
             self.borders, y_min - TAIL_MARGIN * span, y_max + TAIL_MARGIN * span))
 
+    def warp(self, fn) -> BarDistribution:
+        """The distribution of ``fn(Y)`` for an increasing ``fn`` (e.g. the inverse of a
+        target transform): the borders move through ``fn``, the probabilities stay.
+
+        Each bucket's mass is exact; inside a mapped bucket the density is again taken as
+        uniform. Borders that ``fn`` maps onto each other (a clipped range) are kept
+        ``1e-9`` spans apart, so every bucket keeps a width and a finite density.
+        """
+        b = np.asarray(fn(np.asarray(self.borders, dtype=np.float64)), dtype=np.float64)
+        if not np.isfinite(b).all():
+            raise ValueError("warp: fn must map the borders to finite values")
+        eps = 1e-9 * max(float(np.ptp(b)), 1e-12)
+        ramp = eps * np.arange(b.shape[-1])
+        return BarDistribution(self.probs, np.maximum.accumulate(b - ramp, axis=-1) + ramp)
+
     def mean(self) -> np.ndarray:
         """Expected value per row (n,)."""
         return mean(self.probs, self.borders)

@@ -50,6 +50,9 @@ contexts would help there, at quadratic cost.
 Regression members see different targets, so their bar distributions have different
 borders; every leaf's distribution is rebinned to the borders a single context over all
 training rows would have (:func:`pfn.bar_distribution.rebin_matrix`, a sparse map).
+With local contexts the regressor's targets are first power-transformed
+(:mod:`pfn.target_transform`): leaves standardise their own targets, and a skewed target
+gives leaves in its tail scales far from the bulk's.
 
 Memory per training row: the engine keeps each context's keys and values (per member,
 2 x n_layers x d_model float32 numbers per row). Per test row: the chunk's features and,

@@ -51,6 +51,7 @@ from pfn.preprocessing import (
     check_table,
 )
 from pfn.saving import SavingMixin, nested
+from pfn.target_transform import TARGET_TRANSFORMS, TargetTransform
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -382,7 +383,12 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     Parameters are those of :class:`PFNClassifier` (but ``softmax_temperature``), plus
     ``output``: which summary of the
     predictive distribution ``predict`` returns, "mean" (minimises squared error), "median"
-    (absolute error) or "mode". Targets are standardised before the network sees them.
+    (absolute error) or "mode"; and ``target_transform``: "power" (a Yeo-Johnson transform
+    fitted on the training targets; the predictive distribution is mapped back exactly,
+    :mod:`pfn.target_transform`), "none", or "auto" (default): "power" when the training
+    rows are split into local contexts (beyond ``max_train_rows``), "none" otherwise, as
+    measured there (that module says why). The kind used is ``target_transform_.kind``.
+    Targets are standardised before the network sees them.
     Members' distributions are averaged as mixtures, bucket by bucket, after mapping them
     to common borders (they differ only when members see different training rows).
     ``predict_distribution`` returns a :class:`BarDistribution` (bucket probabilities and
@@ -397,7 +403,8 @@ class PFNRegressor(RegressorMixin, _PFNBase):
                  random_state=0, device: str = "cpu", output: str = "mean",
                  categorical_features="auto",
                  categorical_encoding: str | tuple[str, ...] = DEFAULT_ENCODING,
-                 n_jobs: int | None = None, verbose: bool = False) -> None:
+                 n_jobs: int | None = None, verbose: bool = False,
+                 target_transform: str = "auto") -> None:
         super().__init__(n_estimators=n_estimators, engine=engine, model_path=model_path,
                          max_train_rows=max_train_rows, test_batch_size=test_batch_size,
                          transforms=transforms, random_state=random_state, device=device,
@@ -405,18 +412,28 @@ class PFNRegressor(RegressorMixin, _PFNBase):
                          categorical_encoding=categorical_encoding, n_jobs=n_jobs,
                          verbose=verbose)
         self.output = output
+        self.target_transform = target_transform
 
     def fit(self, X, y) -> PFNRegressor:
         self._check_params()
         if self.output not in ("mean", "median", "mode"):
             raise ValueError(f"output must be 'mean', 'median' or 'mode', got {self.output!r}")
+        if not (isinstance(self.target_transform, str)
+                and self.target_transform in TARGET_TRANSFORMS):
+            raise ValueError(f"target_transform must be one of {TARGET_TRANSFORMS}, got "
+                             f"{self.target_transform!r}")
         y = self._check_y(y, np.float64)
         x = self._encode_train(X, y)
-        self.y_mean_ = float(y.mean())
-        std = float(y.std())
+        kind = self.target_transform
+        if kind == "auto":
+            kind = "power" if x.shape[0] > self.max_train_rows else "none"
+        self.target_transform_ = TargetTransform(kind).fit(y)
+        t = self.target_transform_.forward(y)  # what the network sees, then standardised:
+        self.y_mean_ = float(t.mean())  # y_mean_ ... y_max_ describe t
+        std = float(t.std())
         self.y_std_ = std if std > 0 else 1.0
-        self.y_min_, self.y_max_ = float(y.min()), float(y.max())
-        self._fit_common(x, (y - self.y_mean_) / self.y_std_, None)
+        self.y_min_, self.y_max_ = float(t.min()), float(t.max())
+        self._fit_common(x, (t - self.y_mean_) / self.y_std_, None)
         return self
 
     def iter_distributions(self, X):
@@ -425,9 +442,11 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         Memory stays bounded whatever the number of rows (each row's distribution has K
         buckets); :meth:`predict` and :meth:`predict_quantiles` reduce chunk by chunk.
         """
+        target = getattr(self, "target_transform_", None)  # None: saved before it existed
         for dist in self._engine_outputs(X):
-            yield dist.affine(self.y_std_, self.y_mean_).clip_tails(self.y_min_, self.y_max_,
-                                                                    self.y_std_)
+            dist = dist.affine(self.y_std_, self.y_mean_).clip_tails(self.y_min_, self.y_max_,
+                                                                     self.y_std_)
+            yield dist if target is None or target.kind == "none" else dist.warp(target.inverse)
 
     def predict_distribution(self, X) -> BarDistribution:
         """The ensemble's predictive distribution for every row, in the units of y.

@@ -37,13 +37,14 @@ from safetensors import SafetensorError
 from pfn.categorical import CategoryEncoding
 from pfn.contexts import LocalContexts, RowRouter
 from pfn.preprocessing import EnsemblePlan, Member, TableEncoder
+from pfn.target_transform import TargetTransform
 from pfn.transforms import MemberTransform
 
 FORMAT = "tabpfn-lite estimator/1"
 # The project's classes a fitted estimator may hold: the only ones loading builds.
 SAVABLE: dict[str, type] = {cls.__name__: cls for cls in (
     TableEncoder, EnsemblePlan, Member, MemberTransform, CategoryEncoding, LocalContexts,
-    RowRouter)}
+    RowRouter, TargetTransform)}
 _BIT_GENERATORS = {cls.__name__: cls for cls in (
     np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox,
     np.random.SFC64)}
