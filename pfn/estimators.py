@@ -185,7 +185,7 @@ class _PFNBase(SavingMixin, BaseEstimator):
             seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         transforms = (self.transforms,) if isinstance(self.transforms, str) else self.transforms
         check_memory(engine, self.max_train_rows, self.test_batch_size)
-        local = x.shape[0] > self.max_train_rows
+        local = self._local_contexts(x.shape[0])
         if isinstance(self.n_estimators, str):  # "auto"
             self.n_estimators_ = AUTO_MEMBERS_LOCAL if local else AUTO_MEMBERS
         else:
@@ -207,6 +207,10 @@ class _PFNBase(SavingMixin, BaseEstimator):
         self.__dict__.pop("_context_arrays", None)  # a loaded cache belongs to the old fit
         self._context = self._engine_fit(engine)
         self.weights_fingerprint_ = engine.weights_fingerprint
+
+    def _local_contexts(self, n_rows: int) -> bool:
+        """Whether ``n_rows`` training rows are split into local contexts."""
+        return n_rows > self.max_train_rows
 
     def _engine_fit(self, engine) -> list:
         """The engine's contexts: one per group of members (members of equal input width);
@@ -384,11 +388,12 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     ``output``: which summary of the
     predictive distribution ``predict`` returns, "mean" (minimises squared error), "median"
     (absolute error) or "mode"; and ``target_transform``: "power" (a Yeo-Johnson transform
-    fitted on the training targets; the predictive distribution is mapped back exactly,
-    :mod:`pfn.target_transform`), "none", or "auto" (default): "power" when the training
-    rows are split into local contexts (beyond ``max_train_rows``), "none" otherwise, as
-    measured there (that module says why). The kind used is ``target_transform_.kind``.
-    Targets are standardised before the network sees them.
+    fitted on the training targets; the predictive distribution is mapped back, each
+    bucket's mass exactly: :mod:`pfn.target_transform`), "none", or "auto" (default):
+    "power" when the training rows are split into local contexts (beyond
+    ``max_train_rows``), "none" otherwise, as measured there (that module says why). The
+    kind used is ``target_transform_.kind``. Targets are standardised before the network
+    sees them.
     Members' distributions are averaged as mixtures, bucket by bucket, after mapping them
     to common borders (they differ only when members see different training rows).
     ``predict_distribution`` returns a :class:`BarDistribution` (bucket probabilities and
@@ -426,7 +431,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         x = self._encode_train(X, y)
         kind = self.target_transform
         if kind == "auto":
-            kind = "power" if x.shape[0] > self.max_train_rows else "none"
+            kind = "power" if self._local_contexts(x.shape[0]) else "none"
         self.target_transform_ = TargetTransform(kind).fit(y)
         t = self.target_transform_.forward(y)  # what the network sees, then standardised:
         self.y_mean_ = float(t.mean())  # y_mean_ ... y_max_ describe t

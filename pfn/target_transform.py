@@ -32,7 +32,8 @@ import numpy as np
 from pfn.bar_distribution import TAIL_MARGIN
 from pfn.transforms import _fit_yeo_johnson, _yeo_johnson
 
-TARGET_TRANSFORMS = ("auto", "none", "power")
+TARGET_KINDS = ("none", "power")  # what "auto" resolves to
+TARGET_TRANSFORMS = ("auto", *TARGET_KINDS)
 
 
 def _yeo_johnson_inverse(t: np.ndarray, lam: float) -> np.ndarray:
@@ -81,9 +82,8 @@ class TargetTransform:
     high: float = np.inf
 
     def fit(self, y: np.ndarray) -> TargetTransform:
-        if self.kind not in TARGET_TRANSFORMS[1:]:
-            raise ValueError(f"target transform must be one of {TARGET_TRANSFORMS[1:]}, "
-                             f"got {self.kind!r}")
+        if self.kind not in TARGET_KINDS:
+            raise ValueError(f"target transform must be one of {TARGET_KINDS}, got {self.kind!r}")
         y = np.asarray(y, dtype=np.float64)
         span = max(float(y.max() - y.min()), float(y.std()))
         self.low = float(y.min() - TAIL_MARGIN * span)
