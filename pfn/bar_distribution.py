@@ -40,6 +40,13 @@ def _tail_scales(borders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             (borders[..., -1] - borders[..., -2]) / HALF)
 
 
+def tail_bounds(y_min: float, y_max: float, y_std: float) -> tuple[float, float]:
+    """(low, high): the training targets' range widened by ``TAIL_MARGIN`` spans on each
+    side, the span being ``max(y_max - y_min, y_std)``; where outer tails are cut off."""
+    margin = TAIL_MARGIN * max(y_max - y_min, y_std)
+    return y_min - margin, y_max + margin
+
+
 def clip_outer_borders(borders: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Pull the two outermost borders (..., K + 1) in to ``lo`` / ``hi`` where they lie beyond.
 
@@ -246,9 +253,8 @@ class BarDistribution:
         The span is ``max(y_max - y_min, y_std)``; see :func:`clip_outer_borders` for why
         the outermost borders need it.
         """
-        span = max(y_max - y_min, y_std)
         return BarDistribution(self.probs, clip_outer_borders(
-            self.borders, y_min - TAIL_MARGIN * span, y_max + TAIL_MARGIN * span))
+            self.borders, *tail_bounds(y_min, y_max, y_std)))
 
     def warp(self, fn) -> BarDistribution:
         """The distribution of ``fn(Y)`` for an increasing ``fn`` (e.g. the inverse of a
@@ -295,5 +301,5 @@ class BarDistribution:
         return b if b.ndim == 1 else b[:, None, :]
 
 
-__all__ = ["BarDistribution", "TAIL_MARGIN", "softmax", "mean", "median", "mode", "quantile",
-           "cdf", "log_prob", "rebin", "rebin_matrix", "clip_outer_borders"]
+__all__ = ["BarDistribution", "TAIL_MARGIN", "tail_bounds", "softmax", "mean", "median", "mode",
+           "quantile", "cdf", "log_prob", "rebin", "rebin_matrix", "clip_outer_borders"]

@@ -68,11 +68,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from pfn.bar_distribution import (
-    TAIL_MARGIN,
     BarDistribution,
     clip_outer_borders,
     rebin_matrix,
     softmax,
+    tail_bounds,
 )
 from pfn.preprocessing import EnsemblePlan, draw_feature_sets
 
@@ -255,9 +255,7 @@ class LocalContexts:
                           UserWarning, stacklevel=4)
         clip = None
         if y_idx is None:  # to half a target span beyond the training targets (clip_tails)
-            lo, hi = float(y.min()), float(y.max())
-            margin = TAIL_MARGIN * max(hi - lo, float(y.std()))
-            clip = (lo - margin, hi + margin)
+            clip = tail_bounds(float(y.min()), float(y.max()), float(y.std()))
         return cls(routers, plans, leaf_rows, x, y, "classification" if y_idx is not None
                    else "regression", n_classes, clip=clip)
 
