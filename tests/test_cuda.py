@@ -62,6 +62,28 @@ def test_estimators_on_cuda_agree_with_cpu() -> None:
         np.testing.assert_array_equal(gpu.predict(x[te]), first)
 
 
+def test_local_contexts_on_cuda_agree_with_cpu() -> None:
+    """More training rows than ``max_train_rows``: routed local contexts, and for regression
+    the power-transformed targets mapped back, give the CPU's predictions on the GPU."""
+    x, y_cls, y_reg = table(n=900)
+    y_reg = np.exp(y_reg)  # skewed, so the target transform is not the identity
+    tr, te = slice(0, 600), slice(600, None)
+    for est, y in ((PFNClassifier, y_cls), (PFNRegressor, y_reg)):
+        kw = dict(engine="torch", n_estimators=2, max_train_rows=200, random_state=0)
+        gpu = est(device="cuda", **kw).fit(x[tr], y[tr])
+        cpu = est(device="cpu", **kw).fit(x[tr], y[tr])
+        if est is PFNClassifier:
+            np.testing.assert_allclose(gpu.predict_proba(x[te]), cpu.predict_proba(x[te]),
+                                       atol=1e-4)
+        else:
+            assert gpu.target_transform_.kind == "power"
+            np.testing.assert_allclose(gpu.predict(x[te]), cpu.predict(x[te]), rtol=1e-3,
+                                       atol=1e-3 * np.std(y_reg))
+            np.testing.assert_allclose(gpu.predict_quantiles(x[te], [0.1, 0.9]),
+                                       cpu.predict_quantiles(x[te], [0.1, 0.9]), rtol=1e-3,
+                                       atol=1e-3 * np.std(y_reg))
+
+
 def test_training_on_cuda_resumes_and_loads_on_cpu(tmp_path: Path) -> None:
     cfg = cuda_config(tmp_path)
     straight, split = tmp_path / "straight", tmp_path / "split"
