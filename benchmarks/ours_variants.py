@@ -39,6 +39,9 @@ OPTION_VARIANTS: dict[str, dict[str, Any]] = {
     # encoded a table into a numpy array passes, the case categorical detection is for
     "ours_codes_before": _BEFORE,
     "ours_codes": {},
+    # the torch engine on a GPU (benchmarks run on a GPU machine; tests/test_cuda.py checks
+    # that it predicts what the CPU does)
+    "ours_cuda": {"engine": "torch", "device": "cuda"},
 }
 # The same options with the weights of a model being considered for shipping
 # (``--candidate``): ``ours_cand_nodetect`` is ``ours_nodetect`` on the candidate, so options
