@@ -395,7 +395,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    # the cores this process may use (``taskset`` pins a run beside a training job)
+    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                          else os.cpu_count() or 1)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(ALL_MODELS) - set(VARIANTS))
     if unknown:
