@@ -36,6 +36,9 @@ MODEL_LIMITS = {"max_features": 10_000, "max_classes": 100, "d_model": 4096, "n_
                 "n_heads": 256, "d_ff": 16_384, "n_buckets": 100_000}
 
 
+ROW_SCALES = ("uniform", "log")  # DataConfig.rows_scale
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """How each step's batch is shaped. Rows and split are drawn per step.
@@ -44,6 +47,13 @@ class DataConfig:
     drawn at step s ramps linearly from ``rows_ramp_start`` to ``max_rows`` over the first K
     steps, so the model sees short datasets first. It is a pure function of the step, so a
     resumed run draws what an uninterrupted run would.
+
+    ``rows_scale``: row counts are drawn uniformly in [min_rows, max rows] ("uniform"), or
+    log-uniformly ("log": as many datasets of 64-128 rows as of 512-1024). Raising max_rows
+    from 512 to 1024 with uniform draws halves the share of short datasets (25% of steps
+    at <= 300 rows against 53%), which cost R² on the small real regression tables (model
+    v3, MODEL_CARD.md); log draws keep short datasets at half the steps while the long ones
+    still teach the contexts of 1000 rows that large tables are split into.
     """
 
     batch_size: int = 16
@@ -54,6 +64,7 @@ class DataConfig:
     p_regression: float = 0.3  # share of steps that train the regression head
     rows_ramp_steps: int = 0
     rows_ramp_start: int = 0
+    rows_scale: str = "uniform"
     # Forward the batch in this many groups of similar width (see pfn.train.batch_loss): 1
     # for the "row" encoder, whose cost hardly depends on the width; more for per-cell ones.
     width_groups: int = 1
@@ -72,6 +83,9 @@ class DataConfig:
         if not 1 <= self.width_groups <= self.batch_size:
             raise ValueError(f"data.width_groups must be in [1, batch_size], got "
                              f"{self.width_groups}")
+        if self.rows_scale not in ROW_SCALES:
+            raise ValueError(f"data.rows_scale must be one of {ROW_SCALES}, got "
+                             f"{self.rows_scale!r}")
         if self.rows_ramp_steps < 0:
             raise ValueError(f"data.rows_ramp_steps must be >= 0 (0 = no row curriculum), "
                              f"got {self.rows_ramp_steps}")
@@ -88,6 +102,15 @@ class DataConfig:
         if step is None or step >= k:
             return self.max_rows
         return self.rows_ramp_start + (self.max_rows - self.rows_ramp_start) * step // k
+
+    def draw_rows(self, g: torch.Generator, step: int | None) -> int:
+        """One step's row count, on ``rows_scale`` up to ``max_rows_at(step)``."""
+        hi = self.max_rows_at(step)
+        if self.rows_scale == "uniform":  # the draw of every run before rows_scale existed
+            return int(torch.randint(self.min_rows, hi + 1, (1,), generator=g))
+        u = float(torch.rand(1, generator=g))
+        lo = math.log(self.min_rows)
+        return min(hi, int(math.exp(lo + u * (math.log(hi + 1) - lo))))
 
 
 @dataclass(frozen=True)

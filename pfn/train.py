@@ -72,7 +72,7 @@ def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
 def draw_batch(prior, data: DataConfig, g: torch.Generator, step: int | None = None
                ) -> Batch:
     """One step's batch; ``step`` sets the row curriculum (None: its final row range)."""
-    n_rows = int(torch.randint(data.min_rows, data.max_rows_at(step) + 1, (1,), generator=g))
+    n_rows = data.draw_rows(g, step)
     frac = data.min_train_fraction + float(torch.rand(1, generator=g)) * (
         data.max_train_fraction - data.min_train_fraction)
     n_train = min(max(2, round(frac * n_rows)), n_rows - 1)

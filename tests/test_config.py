@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -163,6 +164,39 @@ def test_row_curriculum_ramps_linearly_then_holds() -> None:
 def test_row_curriculum_validation(kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         DataConfig(**kw)
+
+
+def test_rows_scale_log_draws_short_and_long_datasets_alike() -> None:
+    d = DataConfig(min_rows=64, max_rows=1024, rows_scale="log")
+    g = torch.Generator().manual_seed(0)
+    rows = np.array([d.draw_rows(g, None) for _ in range(4000)])
+    assert rows.min() >= 64 and rows.max() <= 1024 and rows.max() > 900
+    # log-uniform: each doubling holds a quarter of the draws; uniform: 64-128 gets 1/15
+    shares = [np.mean((rows >= a) & (rows < 2 * a)) for a in (64, 128, 256, 512)]
+    assert all(abs(sh - 0.25) < 0.04 for sh in shares), shares
+    uni = DataConfig(min_rows=64, max_rows=1024)
+    g = torch.Generator().manual_seed(0)
+    assert np.mean([uni.draw_rows(g, None) < 128 for _ in range(4000)]) < 0.1
+    # the same generator state gives the same draw; the curriculum's cap holds
+    a, b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert d.draw_rows(a, None) == d.draw_rows(b, None)
+    ramp = DataConfig(min_rows=64, max_rows=1024, rows_scale="log", rows_ramp_steps=100,
+                      rows_ramp_start=128)
+    g = torch.Generator().manual_seed(1)
+    assert max(ramp.draw_rows(g, 0) for _ in range(500)) <= 128
+
+
+def test_rows_scale_uniform_draws_what_runs_before_it_drew() -> None:
+    d = DataConfig(min_rows=32, max_rows=512)
+    a, b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert [d.draw_rows(a, 7) for _ in range(20)] == \
+        [int(torch.randint(32, 513, (1,), generator=b)) for _ in range(20)]
+
+
+def test_rows_scale_is_validated() -> None:
+    with pytest.raises(ValueError, match=r"data.rows_scale must be one of \('uniform', 'log'\), "
+                       r"got 'exp'"):
+        DataConfig(rows_scale="exp")
 
 
 def test_row_curriculum_shapes_batches_by_step() -> None:
