@@ -149,7 +149,8 @@ class _PFNBase(SavingMixin, BaseEstimator):
 
     def _get_engine(self):
         name = resolve_engine_name(self.engine, self.model_path, self.device)
-        path = str(shipped_model(self._task, name) if self.model_path is None
+        fitted = getattr(self, "weights_fingerprint_", None)  # None before fit
+        path = str(shipped_model(self._task, name, fitted) if self.model_path is None
                    else self.model_path)
         return _cached_engine(name, path, self.device,
                               None if self.n_jobs is None else int(self.n_jobs))

@@ -368,3 +368,28 @@ def test_each_estimator_runs_its_tasks_shipped_model(engine):
         fitted = est(engine=engine, n_estimators=1).fit(x, y)
         expected = read_model_file(weights_path(shipped_prefix(task))).sha256
         assert fitted.weights_fingerprint_ == expected, task
+
+
+@pytest.mark.parametrize("engine", ["onnx", "torch"])
+def test_saved_estimator_keeps_its_weights_when_the_shipped_model_changes(engine, tmp_path,
+                                                                          monkeypatch):
+    """A task's shipped model is replaced (as when a specialist ships): an estimator saved
+    before runs the weights it was fitted with while the package still ships them under
+    another prefix, and is refused, naming both fingerprints, once it does not."""
+    from pfn import artifacts
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 4))
+    y = (x[:, 0] + 0.3 * rng.normal(size=80) > 0).astype(int)
+    before = PFNClassifier(engine=engine, n_estimators=2).fit(x[:60], y[:60])
+    expected = before.predict_proba(x[60:])
+    path = before.save(tmp_path / "clf.safetensors")
+    monkeypatch.setitem(artifacts.SHIPPED_PREFIXES, "classification", artifacts.DEFAULT_PREFIX)
+    fresh = PFNClassifier(engine=engine, n_estimators=2).fit(x[:60], y[:60])
+    assert fresh.weights_fingerprint_ != before.weights_fingerprint_  # the new shipped model
+    loaded = PFNClassifier.load(path)
+    np.testing.assert_allclose(loaded.predict_proba(x[60:]), expected, atol=1e-6)
+    loaded.weights_fingerprint_ = "0" * 64  # weights the package no longer ships
+    loaded._context = None
+    with pytest.raises(ValueError, match="fitted with the weights of fingerprint 0000"):
+        loaded.predict(x[60:])

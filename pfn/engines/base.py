@@ -23,6 +23,7 @@ default, torch-free) and :class:`pfn.engines.torch_engine.TorchEngine` (PyTorch,
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from pathlib import Path
@@ -30,7 +31,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pfn.artifacts import TASKS, graph_path, shipped_prefix, weights_path
+from pfn.artifacts import (
+    TASKS,
+    graph_path,
+    graph_suffix,
+    graph_weights,
+    read_graph_metadata,
+    shipped_prefix,
+    weights_path,
+)
 
 ENGINES = ("auto", "torch", "onnx")
 
@@ -72,12 +81,31 @@ def onnx_available() -> bool:
                                               for task in TASKS)
 
 
-def shipped_model(task: str, engine_name: str) -> Path:
+def shipped_model(task: str, engine_name: str, fingerprint: str | None = None) -> Path:
     """What an estimator of ``task`` passes as ``model_path`` when the user gave none: the
     shipped model of that task (:data:`pfn.artifacts.SHIPPED_PREFIXES`), as the weights
-    file for "torch" and as the graphs' prefix for "onnx"."""
+    file for "torch" and as the graphs' prefix for "onnx".
+
+    ``fingerprint``: a fitted estimator's. If the package still ships the weights it was
+    fitted with under another prefix (the general model ``default`` stays when a task gets
+    a specialist), that prefix: an estimator saved before its task's shipped model changed
+    keeps predicting as it did, instead of being refused.
+    """
     prefix = shipped_prefix(task)
+    if fingerprint is not None and _shipped_fingerprint(prefix, task) != fingerprint:
+        for other in sorted(prefix.parent.glob(f"*{graph_suffix(task)}")):
+            candidate = other.with_name(other.name.removesuffix(graph_suffix(task)))
+            if _shipped_fingerprint(candidate, task) == fingerprint:
+                prefix = candidate
+                break
     return weights_path(prefix) if engine_name == "torch" else prefix
+
+
+@functools.lru_cache(maxsize=16)
+def _shipped_fingerprint(prefix: Path, task: str) -> str | None:
+    """The weights fingerprint of a shipped prefix's ``task`` graph (None without one)."""
+    path = graph_path(prefix, task)
+    return graph_weights(read_graph_metadata(path)) if path.is_file() else None
 
 
 def resolve_engine_name(name: str, model_path: str | os.PathLike | None = None,
