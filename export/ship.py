@@ -2,6 +2,7 @@
 
     pfn ship ~/runs/default/model.safetensors
     pfn ship ~/runs/v5c/model.safetensors --name classifier --task classification
+    pfn ship ~/runs/v7r/model.safetensors --name regressor --task regression
 
 The first writes ``pfn/weights/default.safetensors`` in float16 (the bar-distribution
 borders stay float32) and re-exports ``pfn/weights/default.TASK[.fit|.predict].onnx`` from
@@ -35,7 +36,7 @@ def build_parser() -> CommandParser:
                     help="default: the package's weights folder")
     ap.add_argument("--name", default=DEFAULT_PREFIX.name,
                     help="prefix of the shipped files (default: %(default)s, the general model; "
-                         "'classifier' for the classification specialist)")
+                         "'classifier' and 'regressor' for the task specialists)")
     ap.add_argument("--task", choices=["both", *TASKS], default="both",
                     help="graphs to export (default: both tasks)")
     ap.add_argument("--dtype", choices=["float16", "float32"], default="float16")

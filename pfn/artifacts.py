@@ -24,6 +24,7 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_PREFIX = WEIGHTS_DIR / "default"  # the general model: one network, both heads
 CLASSIFIER_PREFIX = WEIGHTS_DIR / "classifier"  # a network trained further on classification
+REGRESSOR_PREFIX = WEIGHTS_DIR / "regressor"  # a network trained further on regression
 TASKS = ("classification", "regression")
 KINDS = ("full", "fit", "predict")  # graphs per task (export/graphs.py builds them)
 
@@ -32,7 +33,7 @@ KINDS = ("full", "fit", "predict")  # graphs per task (export/graphs.py builds t
 # (MODEL_CARD.md); TabPFN v2 likewise ships a classifier and a regressor checkpoint. The
 # general model keeps its graphs of both tasks, so ``OnnxEngine()`` and the Node.js example
 # run one model for either.
-SHIPPED_PREFIXES = {"classification": CLASSIFIER_PREFIX, "regression": DEFAULT_PREFIX}
+SHIPPED_PREFIXES = {"classification": CLASSIFIER_PREFIX, "regression": REGRESSOR_PREFIX}
 
 
 def check_task(task: str) -> str:
@@ -208,7 +209,7 @@ def graph_weights(meta: dict[str, str]) -> str | None:
 
 
 __all__ = ["WEIGHTS_DIR", "DEFAULT_PREFIX", "DEFAULT_WEIGHTS", "CLASSIFIER_PREFIX",
-           "SHIPPED_PREFIXES", "TASKS", "KINDS", "check_task", "shipped_prefix",
-           "weights_path", "graph_suffix", "graph_path", "onnx_prefix", "in_weights_dir",
-           "CONTENT_KEY", "WEIGHTS_KEY", "GraphFile", "read_graph", "read_graph_metadata",
-           "graph_content_sha256", "graph_weights"]
+           "REGRESSOR_PREFIX", "SHIPPED_PREFIXES", "TASKS", "KINDS", "check_task",
+           "shipped_prefix", "weights_path", "graph_suffix", "graph_path", "onnx_prefix",
+           "in_weights_dir", "CONTENT_KEY", "WEIGHTS_KEY", "GraphFile", "read_graph",
+           "read_graph_metadata", "graph_content_sha256", "graph_weights"]

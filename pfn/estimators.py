@@ -296,10 +296,10 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     engine : "auto" (ONNX Runtime with the shipped graphs; torch if onnxruntime or the
         graphs are missing, or for a device other than "cpu"), "onnx" or "torch". Both
         encode the training rows once in ``fit``; ``predict`` runs only the test rows.
-    model_path : None = the shipped model of the estimator's task (the classifier runs a
-        network trained further on classification, the regressor the general model:
-        ``pfn/weights/MODEL_CARD.md``); a ``.safetensors`` file (torch) or an ONNX prefix /
-        graph path such as ``out/model`` or ``out/model.classification.onnx``.
+    model_path : None = the shipped model of the estimator's task (each runs a network
+        trained further on its task: ``pfn/weights/MODEL_CARD.md``); a ``.safetensors``
+        file (torch) or an ONNX prefix / graph path such as ``out/model`` or
+        ``out/model.classification.onnx``.
     max_train_rows : training rows in one context; larger training sets are split into local
         contexts of at most this many rows (every row is used; see :mod:`pfn.contexts`).
         Checked against a memory budget in ``fit``. 1500 for the classifier, 1000 for the
