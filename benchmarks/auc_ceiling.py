@@ -31,7 +31,13 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_data import DEFAULT_DATASETS, load, make_model, ovo_auc, split  # noqa: E402
+from real_data import (  # noqa: E402
+    DEFAULT_DATASETS,
+    eval_classification,
+    load,
+    ovo_auc,
+    split,
+)
 
 MAX_CELL_SHARE = 0.2  # a table counts as "cells" when distinct rows <= this share of rows
 
@@ -63,7 +69,7 @@ def evaluate(path: Path, splits: int, alpha: float) -> dict[str, float] | None:
     n_cells = len(set(keys.tolist()))
     if n_cells > MAX_CELL_SHARE * len(keys):
         return None
-    labels, codes = np.unique(y.astype(str), return_inverse=True)
+    labels, codes = np.unique(y.to_numpy(), return_inverse=True)  # as real_data.py codes them
     k = len(labels)
     res: dict[str, list[float]] = {"oracle": [], "saturated": [], "logreg": []}
     for seed in range(splits):
@@ -71,12 +77,7 @@ def evaluate(path: Path, splits: int, alpha: float) -> dict[str, float] | None:
         res["oracle"].append(ovo_auc(codes[te], scores(keys[te], codes[te], keys[te], k, 0.0)))
         res["saturated"].append(ovo_auc(codes[te], scores(keys[tr], codes[tr], keys[te], k,
                                                            alpha)))
-        present = np.unique(codes[tr])
-        model = make_model("logreg", "classification").fit(
-            X.iloc[tr], np.searchsorted(present, codes[tr]))
-        proba = np.zeros((len(te), k))
-        proba[:, present] = model.predict_proba(X.iloc[te])
-        res["logreg"].append(ovo_auc(codes[te], proba))
+        res["logreg"].append(eval_classification("logreg", X, codes, labels, tr, te)["auc"])
     return {"rows": len(keys), "cells": n_cells} | {m: float(np.mean(v)) for m, v in res.items()}
 
 
