@@ -41,7 +41,14 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from pfn.bar_distribution import BarDistribution
 from pfn.categorical import DEFAULT_ENCODING, ENCODINGS
-from pfn.contexts import LocalContexts, check_memory, progress
+from pfn.contexts import (
+    ROUTINGS,
+    LocalContexts,
+    check_memory,
+    choose_routing,
+    progress,
+    routing_candidates,
+)
 from pfn.engines import Engine, get_engine, resolve_engine_name, shipped_model
 from pfn.preprocessing import (
     DEFAULT_TRANSFORMS,
@@ -99,7 +106,8 @@ class _PFNBase(SavingMixin, BaseEstimator):
                  test_batch_size: int = 1024, transforms: tuple[str, ...] = DEFAULT_TRANSFORMS,
                  random_state=0, device: str = "cpu", categorical_features="auto",
                  categorical_encoding: str | tuple[str, ...] = DEFAULT_ENCODING,
-                 n_jobs: int | None = None, verbose: bool = False) -> None:
+                 n_jobs: int | None = None, verbose: bool = False,
+                 context_routing: str = "auto") -> None:
         self.n_estimators = n_estimators
         self.engine = engine
         self.model_path = model_path
@@ -112,6 +120,7 @@ class _PFNBase(SavingMixin, BaseEstimator):
         self.categorical_encoding = categorical_encoding
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.context_routing = context_routing
 
     # ----- shared machinery -----------------------------------------------------------------
     def _check_params(self) -> None:
@@ -137,6 +146,9 @@ class _PFNBase(SavingMixin, BaseEstimator):
         if not encodings or any(e not in ENCODINGS for e in encodings):
             raise ValueError(f"categorical_encoding must be one of {ENCODINGS} or a non-empty "
                              f"sequence of them, got {self.categorical_encoding!r}")
+        if not (isinstance(self.context_routing, str) and self.context_routing in ROUTINGS):
+            raise ValueError(f"context_routing must be one of {ROUTINGS}, got "
+                             f"{self.context_routing!r}")
         resolve_engine_name(self.engine, self.model_path, self.device)  # validates the name
         if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(
                 self.n_jobs, (int, np.integer)) or self.n_jobs < 1):
@@ -196,9 +208,12 @@ class _PFNBase(SavingMixin, BaseEstimator):
                      encodings=self._encodings(), seed=seed)
         if local:
             self.plan_, self.x_train_, self.y_train_ = None, None, None
+            weights = self._routing(engine, x, y_net, y_idx, draws)
             self.contexts_ = LocalContexts.fit(x, y_net, y_idx, self.encoder_.n_levels,
-                                               context_rows=self.max_train_rows, **draws)
+                                               context_rows=self.max_train_rows,
+                                               weights=weights, **draws)
         else:
+            self.context_routing_, self.routing_losses_ = None, {}
             self.contexts_ = None
             self.plan_ = EnsemblePlan.fit(x, y_idx, self.encoder_.n_levels,
                                           max_train_rows=self.max_train_rows, **draws)
@@ -208,6 +223,21 @@ class _PFNBase(SavingMixin, BaseEstimator):
         self.__dict__.pop("_context_arrays", None)  # a loaded cache belongs to the old fit
         self._context = self._engine_fit(engine)
         self.weights_fingerprint_ = engine.weights_fingerprint
+
+    def _routing(self, engine, x: np.ndarray, y_net: np.ndarray, y_idx: np.ndarray | None,
+                 draws: dict) -> np.ndarray:
+        """The routers' split probabilities; sets ``context_routing_`` (the routing used)
+        and ``routing_losses_`` (held-out loss per candidate, empty when none was
+        compared). :func:`pfn.contexts.choose_routing` says how "auto" chooses."""
+        rng = np.random.default_rng(draws["seed"])
+        candidates = routing_candidates(x, y_net if y_idx is None else y_idx, y_idx is not None,
+                                        rng, self.context_routing)
+        member = {k: draws[k] for k in ("max_features", "max_classes", "transforms",
+                                        "encodings")}
+        self.context_routing_, self.routing_losses_ = choose_routing(
+            engine, candidates, x, y_net, y_idx, self.encoder_.n_levels,
+            context_rows=self.max_train_rows, seed=draws["seed"] + 1, **member)
+        return candidates[self.context_routing_]
 
     def _local_contexts(self, n_rows: int) -> bool:
         """Whether ``n_rows`` training rows are split into local contexts."""
@@ -336,6 +366,14 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         1.0 with the shipped weights (variants ``ours_t*``; re-measure for new weights).
     n_jobs : threads of either engine per call; None = all cores.
     verbose : a progress bar (tqdm) over contexts in ``fit`` and chunks in ``predict``.
+    context_routing : with local contexts, which columns the members' routers split on:
+        "importance" (every column, drawn by importance), "discrete" (only columns of at
+        most 64 distinct values, so that a context holds the rows that share them: a date
+        as month and day, a store and a product), or "auto" (default): the one of lower
+        loss on held-out training rows, "importance" unless the other is clearly better
+        (:func:`pfn.contexts.choose_routing`; it costs two single-member fits). The
+        routing used is ``context_routing_`` (None with one context), the held-out losses
+        ``routing_losses_``.
     """
 
     _task = "classification"
@@ -346,13 +384,13 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
                  random_state=0, device: str = "cpu", categorical_features="auto",
                  categorical_encoding: str | tuple[str, ...] = DEFAULT_ENCODING,
                  softmax_temperature: float = 0.9, n_jobs: int | None = None,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, context_routing: str = "auto") -> None:
         super().__init__(n_estimators=n_estimators, engine=engine, model_path=model_path,
                          max_train_rows=max_train_rows, test_batch_size=test_batch_size,
                          transforms=transforms, random_state=random_state, device=device,
                          categorical_features=categorical_features,
                          categorical_encoding=categorical_encoding, n_jobs=n_jobs,
-                         verbose=verbose)
+                         verbose=verbose, context_routing=context_routing)
         self.softmax_temperature = softmax_temperature
 
     def fit(self, X, y) -> PFNClassifier:
@@ -410,13 +448,13 @@ class PFNRegressor(RegressorMixin, _PFNBase):
                  categorical_features="auto",
                  categorical_encoding: str | tuple[str, ...] = DEFAULT_ENCODING,
                  n_jobs: int | None = None, verbose: bool = False,
-                 target_transform: str = "auto") -> None:
+                 target_transform: str = "auto", context_routing: str = "auto") -> None:
         super().__init__(n_estimators=n_estimators, engine=engine, model_path=model_path,
                          max_train_rows=max_train_rows, test_batch_size=test_batch_size,
                          transforms=transforms, random_state=random_state, device=device,
                          categorical_features=categorical_features,
                          categorical_encoding=categorical_encoding, n_jobs=n_jobs,
-                         verbose=verbose)
+                         verbose=verbose, context_routing=context_routing)
         self.output = output
         self.target_transform = target_transform
 
