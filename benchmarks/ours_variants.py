@@ -33,7 +33,7 @@ OPTION_VARIANTS: dict[str, dict[str, Any]] = {
     # contexts longer than the pretraining datasets (large tables: fewer, larger leaves)
     **{f"ours_ctx{n}": {"max_train_rows": n} for n in (500, 1500, 2000)},
     # local contexts routed by a fixed rule instead of the held-out choice ("auto")
-    **{f"ours_route_{r}": {"context_routing": r} for r in ("importance", "discrete")},
+    **{f"ours_route_{r}": {"context_routing": r} for r in ("importance", "cells")},
     # regression targets through a Yeo-Johnson transform, or as they are, whatever the size
     "ours_ypower": {"target_transform": "power"},
     "ours_ynone": {"target_transform": "none"},

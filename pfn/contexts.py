@@ -31,17 +31,21 @@ Why this design (measured with ``benchmarks/large_tables.py`` on
   members with one global subsample among the local ones did not win on average; two
   members instead of four (``n_estimators``) halve the time and keep most of the gain,
   losing a little on regression;
-- where the target depends on fine-grained combinations of discrete columns (a flight's
-  delay on its date, month x day), a context helps only if it holds many training rows
-  that share those values, and splits on continuous columns cut such groups apart: on
-  nycflights13 routers splitting only on month and day reached ROC AUC 0.726 against
-  0.685 (one split). Elsewhere the same restriction costs (taxi 0.55 against 0.62,
-  deliveries R² 0.86 against 0.89), so no fixed rule serves both: ``context_routing=
-  "auto"`` offers a second routing, "discrete" (importance over the columns of at most
-  DISCRETE_MAX_LEVELS distinct values), and keeps it only where one member of each,
-  fitted on 90 % of the training rows, shows it clearly better on the rest
-  (:func:`choose_routing`). Measured (3 splits, same run): flights 0.694 against 0.677,
-  the other seven tables unchanged, at 1.2x the fit + predict time;
+- where the target depends on a combination of discrete columns (a flight's delay on its
+  date: month x day, each alone says little), a context helps only if it holds many
+  training rows of the same combination, and splits on other columns cut such groups
+  apart: on nycflights13, routers splitting only on month and day reach ROC AUC 0.723
+  against 0.677 (3 splits). Elsewhere the same kind of restriction costs (taxi 0.56
+  against 0.62, CPS1988 R² 0.292 against 0.296), so no fixed rule serves every table:
+  ``context_routing="auto"`` finds the combination with :func:`cell_columns` (forward
+  selection of the discrete columns by held-out cell means, cheap and network-free),
+  offers routers restricted to it ("cells"), and keeps them only where one member of
+  each routing, fitted on 90 % of the training rows, shows them clearly better on the
+  rest (:func:`choose_routing`). Restricting to every discrete column instead (importance
+  over the columns of at most DISCRETE_MAX_LEVELS values) reached only 0.703 on
+  nycflights13 and lost elsewhere, so it is not offered. Measured in the README's large
+  tables run: flights chooses "cells" on every split, the other seven tables keep
+  "importance", at about 1.25x the fit + predict time;
 - contexts of ``max_train_rows`` = 1000 beat 500 (and halving the context does not halve
   the time, since per-row work outside attention stays). Longer ones help the large
   tables a little more (1500: ROC AUC +0.007, R² +0.002, 1.2x the time), but 1000 stays
@@ -97,15 +101,21 @@ ROUTED_ROWS = 4096  # test rows routed at once with local contexts (bounds the c
 # tree of depth IMPORTANCE_DEPTH fitted once on the training rows, + UNIFORM_SHARE / F each.
 IMPORTANCE_DEPTH = 6
 UNIFORM_SHARE = 0.2
-# Routing "discrete" splits only on columns with at most this many distinct values. The
-# choice between routings holds out HOLDOUT_SHARE of the training rows (at most
-# HOLDOUT_MAX_ROWS) and leaves "importance" only for a loss lower by SWITCH_Z standard
-# errors (paired, per held-out row).
+# Routing "cells" splits only on columns with at most DISCRETE_MAX_LEVELS distinct values
+# whose combinations predict the target. The choice between routings holds out
+# HOLDOUT_SHARE of the training rows (at most HOLDOUT_MAX_ROWS) and leaves "importance"
+# only for a loss lower by SWITCH_Z standard errors (paired, per held-out row).
 DISCRETE_MAX_LEVELS = 64
 HOLDOUT_SHARE = 0.1
 HOLDOUT_MAX_ROWS = 2000
 SWITCH_Z = 2.0
-ROUTINGS = ("auto", "importance", "discrete")
+# Routing "cells": columns chosen by held-out cell means (cell_columns), at most
+# CELL_MAX_COLUMNS, each adding at least CELL_MIN_GAIN of score; cells shrunk by
+# CELL_SHRINK rows.
+CELL_MAX_COLUMNS = 4
+CELL_MIN_GAIN = 0.002
+CELL_SHRINK = 5.0
+ROUTINGS = ("auto", "importance", "cells")
 
 @dataclass(frozen=True)
 class RowRouter:
@@ -239,34 +249,68 @@ def distinct_values(x: np.ndarray) -> np.ndarray:
     return np.array([np.unique(col[~np.isnan(col)]).size for col in x.T], dtype=np.int64)
 
 
-def discrete_columns(x: np.ndarray) -> np.ndarray:
-    """Mask (F,) of the columns with 2 to DISCRETE_MAX_LEVELS distinct values (NaN aside):
-    categories, small counts, calendar fields."""
-    levels = distinct_values(x)
-    return (levels >= 2) & (levels <= DISCRETE_MAX_LEVELS)
+def cell_columns(x: np.ndarray, y: np.ndarray, classification: bool, allowed: np.ndarray,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Indices of the ``allowed`` (discrete) columns whose combinations predict the target
+    best: forward selection, one column at a time while the held-out score rises, of a
+    model that predicts each cell of the chosen columns' values by its mean target (class
+    indicators for classification), shrunk to the overall mean by CELL_SHRINK rows.
+
+    This finds the interaction that a date's month and day form (each alone says little)
+    from cell counts only, without the network.
+    """
+    take = rng.choice(len(x), min(len(x), 20000), replace=False)
+    x, y = x[take], y[take]
+    target = np.eye(int(y.max()) + 1)[y.astype(np.int64)] if classification else \
+        ((y - y.mean()) / (y.std() or 1.0))[:, None]
+    fit = rng.uniform(size=len(x)) < 0.8
+    codes = {int(f): np.unique(np.nan_to_num(x[:, f], nan=np.inf), return_inverse=True)[1]
+             for f in np.flatnonzero(allowed)}
+
+    def score(cells: np.ndarray) -> float:
+        n = np.bincount(cells[fit], minlength=cells.max() + 1)[:, None]
+        sums = np.stack([np.bincount(cells[fit], t, cells.max() + 1) for t in
+                         target[fit].T], axis=1)
+        mean = target[fit].mean(0)
+        pred = (sums + CELL_SHRINK * mean) / (n + CELL_SHRINK)
+        err = ((target[~fit] - pred[cells[~fit]]) ** 2).sum()
+        return 1.0 - err / ((target[~fit] - mean) ** 2).sum()
+
+    chosen, cells, best = [], np.zeros(len(x), dtype=np.int64), 0.0
+    while len(chosen) < CELL_MAX_COLUMNS:
+        trials = {f: np.unique(cells * (c.max() + 1) + c, return_inverse=True)[1]
+                  for f, c in codes.items() if f not in chosen}
+        scores = {f: score(c) for f, c in trials.items()}
+        if not scores or max(scores.values()) <= best + CELL_MIN_GAIN:
+            break
+        f = max(scores, key=scores.get)
+        chosen, cells, best = chosen + [f], trials[f], scores[f]
+    return np.array(chosen, dtype=np.int64)
 
 
 def routing_candidates(x: np.ndarray, y: np.ndarray, classification: bool,
                        rng: np.random.Generator,
                        routing: str = "auto") -> dict[str, np.ndarray]:
-    """Split probabilities (F,) per routing: "importance" over every column, and
-    "discrete" over the discrete columns only (:func:`discrete_columns`), where that
-    differs: some columns discrete, some others not constant, and the tree found signal
-    in a discrete one.
+    """Split probabilities (F,) per routing: "importance" over every column, and "cells"
+    over the discrete columns whose combinations predict the target
+    (:func:`cell_columns`), where there are such columns and not every column is one.
 
     ``routing`` "auto" returns both (for :func:`choose_routing`), a name only that one;
-    "discrete" falls back to "importance" where it does not differ.
+    "cells" falls back to "importance" where it is not offered.
     """
     imp = feature_importances(x, y, classification, rng)
     candidates = {}
     if routing in ("auto", "importance"):
         candidates["importance"] = _mix(imp, np.ones(x.shape[1], dtype=bool))
-    if routing in ("auto", "discrete"):
-        levels = distinct_values(x)
-        discrete = (levels >= 2) & (levels <= DISCRETE_MAX_LEVELS)
-        if (levels > DISCRETE_MAX_LEVELS).any() and imp[discrete].sum() > 0:
-            candidates["discrete"] = _mix(imp, discrete)
-    if not candidates:  # "discrete" asked where it does not differ
+    levels = distinct_values(x)
+    discrete = (levels >= 2) & (levels <= DISCRETE_MAX_LEVELS)
+    if routing in ("auto", "cells") and discrete.any():
+        cols = cell_columns(x, y, classification, discrete, rng)
+        allowed = np.zeros(x.shape[1], dtype=bool)
+        allowed[cols] = True
+        if 0 < len(cols) < (levels >= 2).sum():
+            candidates["cells"] = _mix(imp, allowed)
+    if not candidates:  # "cells" asked where it is not offered
         candidates["importance"] = _mix(imp, np.ones(x.shape[1], dtype=bool))
     return candidates
 
@@ -507,4 +551,4 @@ def progress(enabled: bool, total: int, desc: str):
 
 __all__ = ["LocalContexts", "RowRouter", "grow_router", "check_memory", "progress",
            "MEMORY_BUDGET", "ROUTINGS", "routing_candidates", "choose_routing",
-           "discrete_columns", "distinct_values", "feature_importances", "split_weights"]
+           "distinct_values", "cell_columns", "feature_importances", "split_weights"]

@@ -367,13 +367,14 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     n_jobs : threads of either engine per call; None = all cores.
     verbose : a progress bar (tqdm) over contexts in ``fit`` and chunks in ``predict``.
     context_routing : with local contexts, which columns the members' routers split on:
-        "importance" (every column, drawn by importance), "discrete" (only columns of at
-        most 64 distinct values, so that a context holds the rows that share them: a date
-        as month and day, a store and a product), or "auto" (default): the one of lower
-        loss on held-out training rows, "importance" unless the other is clearly better
-        (:func:`pfn.contexts.choose_routing`; it costs two single-member fits). The
-        routing used is ``context_routing_`` (None with one context), the held-out losses
-        ``routing_losses_``.
+        "importance" (every column, drawn by importance), "cells" (only the discrete
+        columns, of at most 64 distinct values, whose combinations predict the target:
+        a date's month and day, a store and a product, so that a context holds the rows
+        that share them), or "auto" (default): "cells" where one held-out member shows it
+        clearly better than "importance", else "importance"
+        (:func:`pfn.contexts.choose_routing`; the two trial members cost about a quarter
+        of the fit + predict time). The routing used is ``context_routing_`` (None with
+        one context), the held-out losses ``routing_losses_``.
     """
 
     _task = "classification"

@@ -7,12 +7,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pfn import PFNClassifier, PFNRegressor
-from pfn.contexts import discrete_columns, grow_router, routing_candidates
+from pfn.contexts import cell_columns, distinct_values, grow_router, routing_candidates
 
 
 def _cells(n=4000, seed=0):
     """Two discrete columns whose combination (like a date's month and day: 8 x 12 cells)
-    sets the class rate, and two continuous noise columns: the kind of table "discrete"
+    sets the class rate, and two continuous noise columns: the kind of table "cells"
     routing is for."""
     rng = np.random.default_rng(seed)
     a, b = rng.integers(0, 8, n), rng.integers(0, 12, n)
@@ -26,35 +26,50 @@ def _smooth(n=4000, seed=0):
     ones."""
     rng = np.random.default_rng(seed)
     c, d = rng.normal(size=(n, 2)), rng.integers(0, 5, n)
-    y = (np.sin(2 * c[:, 0]) + c[:, 1] + 0.5 * (d == 0) + 0.3 * rng.normal(size=n)
+    y = (np.sin(2 * c[:, 0]) + c[:, 1] + 1.0 * (d == 0) + 0.3 * rng.normal(size=n)
          > 0).astype(int)
     return np.c_[d, c, rng.integers(0, 3, n)].astype(float), y
 
 
-def test_discrete_columns_are_those_of_few_distinct_values():
-    x = np.c_[np.arange(100) % 7, np.linspace(0, 1, 100), np.ones(100), np.arange(100) % 65]
-    x[::3, 0] = np.nan  # NaN is not a level
-    assert discrete_columns(x).tolist() == [True, False, False, False]
+def test_distinct_values_leave_nan_aside():
+    x = np.c_[np.arange(100) % 7, np.linspace(0, 1, 100), np.ones(100)]
+    x[::3, 0] = np.nan
+    assert distinct_values(x).tolist() == [7, 100, 1]
 
 
-def test_discrete_candidate_splits_only_on_discrete_columns():
+def test_cells_candidate_splits_only_on_the_interacting_columns():
     x, y = _cells()
     cand = routing_candidates(x, y, True, np.random.default_rng(0))
-    assert set(cand) == {"importance", "discrete"}
+    assert set(cand) == {"importance", "cells"}
     for w in cand.values():
         assert np.isclose(w.sum(), 1) and (w >= 0).all()
     assert (cand["importance"] > 0).all()
-    assert (cand["discrete"][2:] == 0).all() and (cand["discrete"][:2] > 0).all()
-    router, leaves = grow_router(x, 200, np.random.default_rng(0), cand["discrete"])
+    assert (cand["cells"][2:] == 0).all() and (cand["cells"][:2] > 0).all()
+    router, leaves = grow_router(x, 200, np.random.default_rng(0), cand["cells"])
     used = router.feature[router.feature >= 0]
     assert set(used.tolist()) <= {0, 1} and max(map(len, leaves)) <= 200
-    # a routing that would not differ is not offered
+    # not offered where it would not differ: every column chosen, or none discrete
     assert set(routing_candidates(x[:, :2], y, True, np.random.default_rng(0))) == \
         {"importance"}
-    assert set(routing_candidates(x, y, True, np.random.default_rng(0), "discrete")) == \
-        {"discrete"}
-    assert set(routing_candidates(x[:, 2:], y, True, np.random.default_rng(0),
-                                  "discrete")) == {"importance"}
+    assert set(routing_candidates(x, y, True, np.random.default_rng(0), "cells")) == {"cells"}
+    assert set(routing_candidates(x[:, 2:], y, True, np.random.default_rng(0), "cells")) == \
+        {"importance"}
+
+
+def test_cell_columns_find_the_interacting_pair():
+    """Month and day alone say little; their cells say a lot: forward selection finds
+    both (classification and regression), and an additive column alone where that is all."""
+    x, y = _cells()
+    both = np.ones(4, dtype=bool)
+    assert sorted(cell_columns(x, y, True, both, np.random.default_rng(0))) == [0, 1]
+    rng = np.random.default_rng(3)
+    effect = rng.normal(size=(8, 12))
+    target = effect[x[:, 0].astype(int), x[:, 1].astype(int)] + 0.3 * rng.normal(size=len(x))
+    assert sorted(cell_columns(x, target, False, both, rng)) == [0, 1]
+    additive = 2.0 * (x[:, 0] % 2) + rng.normal(size=len(x))
+    assert cell_columns(x, additive, False, both, rng).tolist() == [0]
+    noise = rng.normal(size=len(x))
+    assert cell_columns(x, noise, False, both, rng).size == 0
 
 
 def test_zero_weight_columns_split_where_the_others_cannot():
@@ -70,8 +85,8 @@ def test_auto_routing_groups_discrete_cells_and_keeps_importance_otherwise():
     auto = PFNClassifier(max_train_rows=500, n_estimators=2).fit(x[:3000], y[:3000])
     fixed = PFNClassifier(max_train_rows=500, n_estimators=2,
                           context_routing="importance").fit(x[:3000], y[:3000])
-    assert auto.context_routing_ == "discrete"
-    assert auto.routing_losses_["discrete"] < auto.routing_losses_["importance"]
+    assert auto.context_routing_ == "cells"
+    assert auto.routing_losses_["cells"] < auto.routing_losses_["importance"]
     assert fixed.context_routing_ == "importance" and fixed.routing_losses_ == {}
     used = np.concatenate([r.feature for r in auto.contexts_.routers])
     assert set(used[used >= 0].tolist()) <= {0, 1}
@@ -81,8 +96,8 @@ def test_auto_routing_groups_discrete_cells_and_keeps_importance_otherwise():
     x, y = _smooth()
     clf = PFNClassifier(max_train_rows=500, n_estimators=2).fit(x[:3000], y[:3000])
     assert clf.context_routing_ == "importance"
-    assert set(clf.routing_losses_) == {"importance", "discrete"}
-    assert clf.routing_losses_["discrete"] > clf.routing_losses_["importance"]
+    assert set(clf.routing_losses_) == {"importance", "cells"}
+    assert clf.routing_losses_["cells"] > clf.routing_losses_["importance"]
     # no discrete column: nothing to compare, nothing spent
     clf = PFNClassifier(max_train_rows=500, n_estimators=2).fit(x[:3000, 1:3], y[:3000])
     assert clf.context_routing_ == "importance" and clf.routing_losses_ == {}
@@ -94,8 +109,8 @@ def test_regressor_routing_and_one_context():
     effect = rng.normal(size=(8, 12))
     target = effect[x[:, 0].astype(int), x[:, 1].astype(int)] + 0.1 * rng.normal(size=2000)
     reg = PFNRegressor(max_train_rows=300, n_estimators=2).fit(x[:1500], target[:1500])
-    assert reg.context_routing_ in ("importance", "discrete")
-    assert set(reg.routing_losses_) == {"importance", "discrete"}
+    assert reg.context_routing_ in ("importance", "cells")
+    assert set(reg.routing_losses_) == {"importance", "cells"}
     assert all(np.isfinite(v) and v > 0 for v in reg.routing_losses_.values())
     assert np.isfinite(reg.predict(x[1500:])).all()
     small = PFNClassifier().fit(x[:200], y[:200])  # one context: nothing to route
