@@ -32,6 +32,10 @@ OPTION_VARIANTS: dict[str, dict[str, Any]] = {
        for t in (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)},
     # contexts longer than the pretraining datasets (large tables: fewer, larger leaves)
     **{f"ours_ctx{n}": {"max_train_rows": n} for n in (500, 1500, 2000)},
+    # member transforms (numeric columns) other than the default cycle
+    "ours_tf_none": {"transforms": ("none",)},
+    "ours_tf_nq": {"transforms": ("none", "quantile")},
+    "ours_tf_np": {"transforms": ("none", "power")},
     # local contexts routed by a fixed rule instead of the held-out choice ("auto")
     **{f"ours_route_{r}": {"context_routing": r} for r in ("importance", "cells")},
     # regression targets through a Yeo-Johnson transform, or as they are, whatever the size
