@@ -10,13 +10,13 @@ from pfn import PFNClassifier, PFNRegressor
 from pfn.contexts import cell_columns, distinct_values, grow_router, routing_candidates
 
 
-def _cells(n=4000, seed=0):
-    """Two discrete columns whose combination (like a date's month and day: 8 x 12 cells)
+def _cells(n=5000, seed=0):
+    """Two discrete columns whose combination (like a date's month and day: 10 x 20 cells)
     sets the class rate, and two continuous noise columns: the kind of table "cells"
     routing is for."""
     rng = np.random.default_rng(seed)
-    a, b = rng.integers(0, 8, n), rng.integers(0, 12, n)
-    rate = np.where(np.random.default_rng(1).uniform(size=(8, 12)) < 0.5, 0.15, 0.85)
+    a, b = rng.integers(0, 10, n), rng.integers(0, 20, n)
+    rate = np.where(np.random.default_rng(1).uniform(size=(10, 20)) < 0.5, 0.1, 0.9)
     y = (rng.uniform(size=n) < rate[a, b]).astype(int)
     return np.c_[a, b, rng.normal(size=(n, 2))].astype(float), y
 
@@ -63,7 +63,7 @@ def test_cell_columns_find_the_interacting_pair():
     both = np.ones(4, dtype=bool)
     assert sorted(cell_columns(x, y, True, both, np.random.default_rng(0))) == [0, 1]
     rng = np.random.default_rng(3)
-    effect = rng.normal(size=(8, 12))
+    effect = rng.normal(size=(10, 20))
     target = effect[x[:, 0].astype(int), x[:, 1].astype(int)] + 0.3 * rng.normal(size=len(x))
     assert sorted(cell_columns(x, target, False, both, rng)) == [0, 1]
     additive = 2.0 * (x[:, 0] % 2) + rng.normal(size=len(x))
@@ -82,16 +82,16 @@ def test_zero_weight_columns_split_where_the_others_cannot():
 
 def test_auto_routing_groups_discrete_cells_and_keeps_importance_otherwise():
     x, y = _cells()
-    auto = PFNClassifier(max_train_rows=500, n_estimators=2).fit(x[:3000], y[:3000])
+    auto = PFNClassifier(max_train_rows=500, n_estimators=2).fit(x[:3750], y[:3750])
     fixed = PFNClassifier(max_train_rows=500, n_estimators=2,
-                          context_routing="importance").fit(x[:3000], y[:3000])
+                          context_routing="importance").fit(x[:3750], y[:3750])
     assert auto.context_routing_ == "cells"
     assert auto.routing_losses_["cells"] < auto.routing_losses_["importance"]
     assert fixed.context_routing_ == "importance" and fixed.routing_losses_ == {}
     used = np.concatenate([r.feature for r in auto.contexts_.routers])
     assert set(used[used >= 0].tolist()) <= {0, 1}
-    auc = [roc_auc_score(y[3000:], m.predict_proba(x[3000:])[:, 1]) for m in (auto, fixed)]
-    assert auc[0] > auc[1]
+    auc = [roc_auc_score(y[3750:], m.predict_proba(x[3750:])[:, 1]) for m in (auto, fixed)]
+    assert auc[0] > auc[1] + 0.02
 
     x, y = _smooth()
     clf = PFNClassifier(max_train_rows=500, n_estimators=2).fit(x[:3000], y[:3000])
@@ -106,7 +106,7 @@ def test_auto_routing_groups_discrete_cells_and_keeps_importance_otherwise():
 def test_regressor_routing_and_one_context():
     x, y = _cells(2000)
     rng = np.random.default_rng(2)
-    effect = rng.normal(size=(8, 12))
+    effect = rng.normal(size=(10, 20))
     target = effect[x[:, 0].astype(int), x[:, 1].astype(int)] + 0.1 * rng.normal(size=2000)
     reg = PFNRegressor(max_train_rows=300, n_estimators=2).fit(x[:1500], target[:1500])
     assert reg.context_routing_ in ("importance", "cells")
@@ -133,3 +133,25 @@ def test_saved_estimator_keeps_its_routing(tmp_path):
     assert back.routing_losses_ == clf.routing_losses_
     np.testing.assert_allclose(back.predict_proba(x[1000:]), clf.predict_proba(x[1000:]),
                                atol=1e-6)
+
+
+def test_the_chosen_trial_member_is_reused_as_the_first_member(tmp_path):
+    """Choosing costs one member: the chosen routing's trial member joins the ensemble.
+    Its contexts lack only the held-out rows, every other member's hold every row, and a
+    reloaded estimator re-encodes all of them to the same predictions."""
+    x, y = _cells()
+    clf = PFNClassifier(max_train_rows=500, n_estimators=3).fit(x[:3750], y[:3750])
+    assert clf.routing_losses_ and len(clf.contexts_.routers) == 3
+    rows = [np.sort(np.concatenate(leaves)) for leaves in clf.contexts_.leaf_rows]
+    missing = np.setdiff1d(np.arange(3750), rows[0])
+    assert 0 < len(missing) <= 375 and len(rows[0]) + len(missing) == 3750
+    for r in rows[1:]:
+        assert r.tolist() == list(range(3750))
+    # the members cycle transforms from the trial member on, as without reuse
+    kinds = [plans[0].members[0].transform.kind for plans in clf.contexts_.plans]
+    assert kinds == ["quantile", "power", "none"]
+    back = PFNClassifier.load(clf.save(tmp_path / "clf.safetensors"))
+    np.testing.assert_allclose(back.predict_proba(x[3750:]), clf.predict_proba(x[3750:]),
+                               atol=1e-5)
+    one = PFNClassifier(max_train_rows=500, n_estimators=1).fit(x[:3750], y[:3750])
+    assert np.sort(np.concatenate(one.contexts_.leaf_rows[0])).tolist() == list(range(3750))
