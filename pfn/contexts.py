@@ -306,10 +306,10 @@ def routing_candidates(x: np.ndarray, y: np.ndarray, classification: bool,
     candidates = {}
     if routing in ("auto", "importance"):
         candidates["importance"] = _mix(imp, np.ones(x.shape[1], dtype=bool))
-    levels = distinct_values(x)
-    discrete = (levels >= 2) & (levels <= DISCRETE_MAX_LEVELS)
-    if routing in ("auto", "cells") and discrete.any():
-        cols = cell_columns(x, y, classification, discrete, rng)
+    if routing in ("auto", "cells"):
+        levels = distinct_values(x)
+        discrete = (levels >= 2) & (levels <= DISCRETE_MAX_LEVELS)
+        cols = cell_columns(x, y, classification, discrete, rng) if discrete.any() else []
         allowed = np.zeros(x.shape[1], dtype=bool)
         allowed[cols] = True
         if 0 < len(cols) < (levels >= 2).sum():
