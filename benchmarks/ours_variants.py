@@ -38,6 +38,9 @@ OPTION_VARIANTS: dict[str, dict[str, Any]] = {
     "ours_tf_np": {"transforms": ("none", "power")},
     # local contexts routed by a fixed rule instead of the held-out choice ("auto")
     **{f"ours_route_{r}": {"context_routing": r} for r in ("importance", "cells")},
+    # the boosted model's out-of-fold prediction as a feature: always, or never
+    "ours_boost": {"boosting_feature": True},
+    "ours_noboost": {"boosting_feature": False},
     # regression targets through a Yeo-Johnson transform, or as they are, whatever the size
     "ours_ypower": {"target_transform": "power"},
     "ours_ynone": {"target_transform": "none"},

@@ -61,9 +61,11 @@ Why this design (measured with ``benchmarks/large_tables.py`` on
 - one member per router and as many routers as members beat one shared router with all
   members in every leaf: a test row near a split of one router is inside a leaf of another.
 
-Where gradient boosting still wins is tables whose signal lies in sharp interactions that
-need many rows at once (a context is the network's whole view of a neighbourhood); larger
-contexts would help there, at quadratic cost.
+Where gradient boosting still won is tables whose signal lies in sharp interactions or many
+small effects that need many rows at once (a context is the network's whole view of a
+neighbourhood); larger contexts would help there, at quadratic cost. What the estimators do
+instead is give every context a booster's out-of-fold prediction as one more feature,
+chosen by the same held-out trial (:mod:`pfn.boosting`).
 
 Regression members see different targets, so their bar distributions have different
 borders; every leaf's distribution is rebinned to the borders a single context over all
@@ -319,9 +321,21 @@ def routing_candidates(x: np.ndarray, y: np.ndarray, classification: bool,
     return candidates
 
 
-def choose_routing(engine, candidates: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
-                   y_idx: np.ndarray | None, n_levels: np.ndarray, *, context_rows: int,
-                   seed: int, **member) -> tuple[str, dict[str, float], RoutingTrial | None]:
+@dataclass(frozen=True)
+class Route:
+    """One candidate of :func:`choose_routing`: the table its members see (the encoded
+    training rows, possibly with extra columns such as :mod:`pfn.boosting`'s feature), each
+    column's levels (0 for numeric), and the routers' split probabilities over its columns."""
+
+    x: np.ndarray
+    n_levels: np.ndarray
+    weights: np.ndarray
+
+
+def choose_routing(engine, candidates: dict[str, Route], y: np.ndarray,
+                   y_idx: np.ndarray | None, *, context_rows: int, seed: int,
+                   default: str = "importance",
+                   **member) -> tuple[str, dict[str, float], RoutingTrial | None]:
     """The routing to use, every candidate's mean held-out loss, and the chosen routing's
     trial member (None where no trial ran), which the final fit can reuse as its first
     member instead of fitting one more (:meth:`LocalContexts.prepend`).
@@ -329,36 +343,42 @@ def choose_routing(engine, candidates: dict[str, np.ndarray], x: np.ndarray, y: 
     A stratified HOLDOUT_SHARE of the training rows (at most HOLDOUT_MAX_ROWS) is held
     out; per candidate, one member's local contexts are fitted on the rest and predict
     the held-out rows (log loss; squared error of the mean in standardised units for
-    regression). "importance" is kept unless another candidate's loss is lower by at
-    least SWITCH_Z standard errors of the per-row differences: on the large tables a
+    regression, its tails clipped as the estimator clips them: unclipped, one leaf's outer
+    bucket put a held-out row 29 standard deviations out, and that one row decided the
+    comparison). ``default`` (if a candidate, else the first) is kept unless another
+    candidate's loss is lower by at least SWITCH_Z standard errors of the per-row
+    differences: on the large tables a
     relative margin was not enough, since the noise of a held-out loss differs from table
     to table (500 held-out rows of a 92 % class switched to a routing that lost 0.04 ROC
     AUC there). ``member`` holds :meth:`LocalContexts.fit`'s max_features, max_classes,
     transforms and encodings.
     """
-    default = "importance" if "importance" in candidates else next(iter(candidates))
+    default = default if default in candidates else next(iter(candidates))
     if len(candidates) < 2:
         return default, {}, None
     rng = np.random.default_rng(seed)
+    n = len(y)
     groups = [np.flatnonzero(y_idx == c) for c in np.unique(y_idx)] if y_idx is not None \
-        else [np.arange(len(x))]
-    share = min(HOLDOUT_SHARE, HOLDOUT_MAX_ROWS / len(x))
+        else [np.arange(n)]
+    share = min(HOLDOUT_SHARE, HOLDOUT_MAX_ROWS / n)
     held = np.concatenate([rng.choice(g, int(share * len(g)), replace=False) for g in groups])
-    if len(held) < 2 or len(x) - len(held) <= context_rows:
+    if len(held) < 2 or n - len(held) <= context_rows:
         return default, {}, None
-    keep = np.setdiff1d(np.arange(len(x)), held)
+    keep = np.setdiff1d(np.arange(n), held)
     losses, trials = {}, {}
-    for name, weights in candidates.items():
+    for name, route in candidates.items():
         with warnings.catch_warnings():  # what the trial members meet, the final fit says
             warnings.simplefilter("ignore")
-            local = LocalContexts.fit(x[keep], y[keep],
-                                      None if y_idx is None else y_idx[keep], n_levels,
+            local = LocalContexts.fit(route.x[keep], y[keep],
+                                      None if y_idx is None else y_idx[keep], route.n_levels,
                                       n_estimators=1, context_rows=context_rows, seed=seed,
-                                      weights=weights, **member)
+                                      weights=route.weights, **member)
         contexts = local.encode(engine)
         trials[name] = RoutingTrial(local, contexts, keep)
-        out = local.predict(engine, contexts, x[held])
-        if y_idx is None:
+        out = local.predict(engine, contexts, route.x[held])
+        if y_idx is None:  # tails clipped as the estimator's predictions are
+            fit_y = y[keep]
+            out = out.clip_tails(float(fit_y.min()), float(fit_y.max()), float(fit_y.std()))
             losses[name] = (out.mean() - y[held]) ** 2
         else:
             p = out[np.arange(len(held)), y_idx[held]]
@@ -581,5 +601,6 @@ def progress(enabled: bool, total: int, desc: str):
 
 
 __all__ = ["LocalContexts", "RowRouter", "grow_router", "check_memory", "progress",
-           "MEMORY_BUDGET", "ROUTINGS", "RoutingTrial", "routing_candidates", "choose_routing",
-           "distinct_values", "cell_columns", "feature_importances", "split_weights"]
+           "MEMORY_BUDGET", "ROUTINGS", "Route", "RoutingTrial", "routing_candidates",
+           "choose_routing", "distinct_values", "cell_columns", "feature_importances",
+           "split_weights"]

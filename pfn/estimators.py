@@ -40,10 +40,12 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from pfn.bar_distribution import BarDistribution
+from pfn.boosting import fit_boosted_feature
 from pfn.categorical import DEFAULT_ENCODING, ENCODINGS
 from pfn.contexts import (
     ROUTINGS,
     LocalContexts,
+    Route,
     RoutingTrial,
     check_memory,
     choose_routing,
@@ -108,7 +110,7 @@ class _PFNBase(SavingMixin, BaseEstimator):
                  random_state=0, device: str = "cpu", categorical_features="auto",
                  categorical_encoding: str | tuple[str, ...] = DEFAULT_ENCODING,
                  n_jobs: int | None = None, verbose: bool = False,
-                 context_routing: str = "auto") -> None:
+                 context_routing: str = "auto", boosting_feature: str | bool = "auto") -> None:
         self.n_estimators = n_estimators
         self.engine = engine
         self.model_path = model_path
@@ -122,6 +124,7 @@ class _PFNBase(SavingMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.context_routing = context_routing
+        self.boosting_feature = boosting_feature
 
     # ----- shared machinery -----------------------------------------------------------------
     def _check_params(self) -> None:
@@ -150,6 +153,10 @@ class _PFNBase(SavingMixin, BaseEstimator):
         if not (isinstance(self.context_routing, str) and self.context_routing in ROUTINGS):
             raise ValueError(f"context_routing must be one of {ROUTINGS}, got "
                              f"{self.context_routing!r}")
+        if not (self.boosting_feature is True or self.boosting_feature is False
+                or (isinstance(self.boosting_feature, str) and self.boosting_feature == "auto")):
+            raise ValueError(f"boosting_feature must be 'auto', True or False, got "
+                             f"{self.boosting_feature!r}")
         resolve_engine_name(self.engine, self.model_path, self.device)  # validates the name
         if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(
                 self.n_jobs, (int, np.integer)) or self.n_jobs < 1):
@@ -200,6 +207,16 @@ class _PFNBase(SavingMixin, BaseEstimator):
         transforms = (self.transforms,) if isinstance(self.transforms, str) else self.transforms
         check_memory(engine, self.max_train_rows, self.test_batch_size)
         local = self._local_contexts(x.shape[0])
+        levels, boosted, self.booster_ = self.encoder_.n_levels, None, None
+        if self.boosting_feature is True or (self.boosting_feature == "auto" and local):
+            feature, trees = fit_boosted_feature(x, y_net if y_idx is None else y_idx,
+                                                 y_idx is not None, seed, self.n_jobs)
+            boosted = (np.hstack([x, feature]),
+                       np.concatenate([levels, np.zeros(feature.shape[1], levels.dtype)]))
+            if self.boosting_feature is True or boosted[0].shape[1] > engine.max_features:
+                if self.boosting_feature is True:
+                    (x, levels), self.booster_ = boosted, trees
+                boosted = None  # "auto" offers it only where it adds no feature groups
         if isinstance(self.n_estimators, str):  # "auto"
             self.n_estimators_ = AUTO_MEMBERS_LOCAL if local else AUTO_MEMBERS
         else:
@@ -209,12 +226,14 @@ class _PFNBase(SavingMixin, BaseEstimator):
                      encodings=self._encodings(), seed=seed)
         if local:
             self.plan_, self.x_train_, self.y_train_ = None, None, None
-            weights, trial = self._routing(engine, x, y_net, y_idx, draws)
+            route, trial = self._routing(engine, x, levels, y_net, y_idx, draws, boosted)
+            if route.x is not x:  # the held-out trial chose the boosting feature
+                x, levels, self.booster_ = route.x, route.n_levels, trees
             reuse = trial is not None and self.n_estimators_ > 1 \
                 and x.shape[1] <= engine.max_features  # feature groups: every member drawn
             self.contexts_ = LocalContexts.fit(
-                x, y_net, y_idx, self.encoder_.n_levels, context_rows=self.max_train_rows,
-                weights=weights, **draws | dict(n_estimators=self.n_estimators_ - reuse),
+                x, y_net, y_idx, levels, context_rows=self.max_train_rows,
+                weights=route.weights, **draws | dict(n_estimators=self.n_estimators_ - reuse),
                 first_member=int(reuse))
             if reuse:
                 self.contexts_ = self.contexts_.prepend(trial)
@@ -222,7 +241,7 @@ class _PFNBase(SavingMixin, BaseEstimator):
             trial = reuse = None
             self.context_routing_, self.routing_losses_ = None, {}
             self.contexts_ = None
-            self.plan_ = EnsemblePlan.fit(x, y_idx, self.encoder_.n_levels,
+            self.plan_ = EnsemblePlan.fit(x, y_idx, levels,
                                           max_train_rows=self.max_train_rows, **draws)
             inputs = self.plan_.train_inputs(x, y_net)  # one (x, y) per group of members
             self.x_train_ = [xg for xg, _ in inputs]
@@ -230,28 +249,49 @@ class _PFNBase(SavingMixin, BaseEstimator):
         self.__dict__.pop("_context_arrays", None)  # a loaded cache belongs to the old fit
         self._context = self._engine_fit(engine, trial.contexts if reuse else None)
         self.weights_fingerprint_ = engine.weights_fingerprint
+        self.boosting_feature_ = self.booster_ is not None
 
-    def _routing(self, engine, x: np.ndarray, y_net: np.ndarray, y_idx: np.ndarray | None,
-                 draws: dict) -> tuple[np.ndarray, RoutingTrial | None]:
-        """The routers' split probabilities and the chosen routing's trial member (None
-        where no trial ran); sets ``context_routing_`` (the routing used) and
-        ``routing_losses_`` (held-out loss per candidate, empty when none was compared).
-        :func:`pfn.contexts.choose_routing` says how "auto" chooses.
+    def _routing(self, engine, x: np.ndarray, levels: np.ndarray, y_net: np.ndarray,
+                 y_idx: np.ndarray | None, draws: dict,
+                 boosted: tuple[np.ndarray, np.ndarray] | None
+                 ) -> tuple[Route, RoutingTrial | None]:
+        """The chosen :class:`pfn.contexts.Route` (its table, levels and the routers' split
+        probabilities) and its trial member (None where no trial ran); sets
+        ``context_routing_`` (the routing used) and ``routing_losses_`` (held-out loss per
+        candidate, empty when none was compared). :func:`pfn.contexts.choose_routing` says
+        how "auto" chooses. ``boosted``: the table with :mod:`pfn.boosting`'s feature and
+        its levels, offered as one more candidate ("boosted", routed like the others).
 
         The trial member becomes the first member (it was fitted with the same settings),
         so choosing costs one member's fit instead of two; its contexts lack the held-out
         rows (10 %, at most 2000), which every other member uses. Not with one member
         (it would drop those rows) nor with feature groups (members are dealt them
         together)."""
-        rng = np.random.default_rng(draws["seed"])
-        candidates = routing_candidates(x, y_net if y_idx is None else y_idx, y_idx is not None,
-                                        rng, self.context_routing)
+        target, clf = (y_net, False) if y_idx is None else (y_idx, True)
+        routes = {name: Route(x, levels, weights) for name, weights in routing_candidates(
+            x, target, clf, np.random.default_rng(draws["seed"]), self.context_routing).items()}
+        routing = "importance"
+        if boosted is not None:
+            xb, lb = boosted
+            if self.context_routing == "cells" and "cells" in routes:
+                routing = "cells"  # never split on the feature: pad with zero weights
+                weights = np.concatenate([routes["cells"].weights,
+                                          np.zeros(xb.shape[1] - x.shape[1])])
+            else:  # routers may split on the feature too (measured: better than not)
+                weights = routing_candidates(xb, target, clf,
+                                             np.random.default_rng(draws["seed"]),
+                                             "importance")["importance"]
+            routes["boosted"] = Route(xb, lb, weights)
         member = {k: draws[k] for k in ("max_features", "max_classes", "transforms",
                                         "encodings")}
-        self.context_routing_, self.routing_losses_, trial = choose_routing(
-            engine, candidates, x, y_net, y_idx, self.encoder_.n_levels,
-            context_rows=self.max_train_rows, seed=draws["seed"] + 1, **member)
-        return candidates[self.context_routing_], trial
+        # the regressor keeps the feature unless the contexts without it are clearly
+        # better, the classifier takes it only where clearly better (pfn.boosting: why)
+        default = "boosted" if not clf and "boosted" in routes else "importance"
+        name, self.routing_losses_, trial = choose_routing(
+            engine, routes, y_net, y_idx, context_rows=self.max_train_rows,
+            seed=draws["seed"] + 1, default=default, **member)
+        self.context_routing_ = routing if name == "boosted" else name
+        return routes[name], trial
 
     def _local_contexts(self, n_rows: int) -> bool:
         """Whether ``n_rows`` training rows are split into local contexts."""
@@ -300,10 +340,13 @@ class _PFNBase(SavingMixin, BaseEstimator):
         x = self.encoder_.transform(X)
         engine = self._ready_engine()
         local = getattr(self, "contexts_", None)
+        booster = getattr(self, "booster_", None)  # None: saved before it existed
         step = self.test_batch_size if local is None else local.chunk_rows(self.test_batch_size)
         with progress(self.verbose and len(x) > step, -(-len(x) // step), "predict") as bar:
             for start in range(0, len(x), step):
                 chunk = x[start:start + step]
+                if booster is not None:
+                    chunk = np.hstack([chunk, booster.predict(chunk)])
                 if local is not None:
                     yield local.predict(engine, self._context, chunk, temperature)
                 else:
@@ -391,6 +434,18 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         member, so choosing costs about 10 % of the fit + predict time). The routing used
         is ``context_routing_`` (None with one context), the held-out losses
         ``routing_losses_``.
+    boosting_feature : whether the members see one more feature: a gradient-boosted
+        model's prediction for the row (scikit-learn's HistGradientBoosting, defaults),
+        fitted on every training row, out of fold for the training rows
+        (:mod:`pfn.boosting` says why): a context of ``max_train_rows`` rows then knows
+        what the whole table says about a row, where local contexts alone estimate each
+        item's or each combination's effect from a fraction of its rows. "auto"
+        (default): with local contexts only, as one more candidate ("boosted") of the
+        held-out trial that chooses the routing; the regressor keeps it unless the
+        contexts without it are clearly better there, the classifier takes it only where
+        it is clearly better (measured: the module says why). True: always, also within
+        one context; False: never. Whether it is used is ``boosting_feature_``, the trees
+        ``booster_``. It costs about 1.3x the fit + predict time on large tables.
     """
 
     _task = "classification"
@@ -401,13 +456,15 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
                  random_state=0, device: str = "cpu", categorical_features="auto",
                  categorical_encoding: str | tuple[str, ...] = DEFAULT_ENCODING,
                  softmax_temperature: float = 0.9, n_jobs: int | None = None,
-                 verbose: bool = False, context_routing: str = "auto") -> None:
+                 verbose: bool = False, context_routing: str = "auto",
+                 boosting_feature: str | bool = "auto") -> None:
         super().__init__(n_estimators=n_estimators, engine=engine, model_path=model_path,
                          max_train_rows=max_train_rows, test_batch_size=test_batch_size,
                          transforms=transforms, random_state=random_state, device=device,
                          categorical_features=categorical_features,
                          categorical_encoding=categorical_encoding, n_jobs=n_jobs,
-                         verbose=verbose, context_routing=context_routing)
+                         verbose=verbose, context_routing=context_routing,
+                         boosting_feature=boosting_feature)
         self.softmax_temperature = softmax_temperature
 
     def fit(self, X, y) -> PFNClassifier:
@@ -465,13 +522,15 @@ class PFNRegressor(RegressorMixin, _PFNBase):
                  categorical_features="auto",
                  categorical_encoding: str | tuple[str, ...] = DEFAULT_ENCODING,
                  n_jobs: int | None = None, verbose: bool = False,
-                 target_transform: str = "auto", context_routing: str = "auto") -> None:
+                 target_transform: str = "auto", context_routing: str = "auto",
+                 boosting_feature: str | bool = "auto") -> None:
         super().__init__(n_estimators=n_estimators, engine=engine, model_path=model_path,
                          max_train_rows=max_train_rows, test_batch_size=test_batch_size,
                          transforms=transforms, random_state=random_state, device=device,
                          categorical_features=categorical_features,
                          categorical_encoding=categorical_encoding, n_jobs=n_jobs,
-                         verbose=verbose, context_routing=context_routing)
+                         verbose=verbose, context_routing=context_routing,
+                         boosting_feature=boosting_feature)
         self.output = output
         self.target_transform = target_transform
 

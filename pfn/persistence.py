@@ -34,6 +34,7 @@ import numpy as np
 import safetensors.numpy
 from safetensors import SafetensorError
 
+from pfn.boosting import BoostedTrees
 from pfn.categorical import CategoryEncoding
 from pfn.contexts import LocalContexts, RowRouter
 from pfn.preprocessing import EnsemblePlan, Member, TableEncoder
@@ -44,7 +45,7 @@ FORMAT = "tabpfn-lite estimator/1"
 # The project's classes a fitted estimator may hold: the only ones loading builds.
 SAVABLE: dict[str, type] = {cls.__name__: cls for cls in (
     TableEncoder, EnsemblePlan, Member, MemberTransform, CategoryEncoding, LocalContexts,
-    RowRouter, TargetTransform)}
+    RowRouter, TargetTransform, BoostedTrees)}
 _BIT_GENERATORS = {cls.__name__: cls for cls in (
     np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox,
     np.random.SFC64)}

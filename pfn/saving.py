@@ -38,7 +38,8 @@ class SavingMixin:
         holds no training rows; the cache is the larger (per row and member 2 x n_layers x
         d_model floats, against one per feature). The per-member transforms stay either way
         (a quantile transform keeps each numeric column's sorted distinct training values),
-        and so do the local contexts' routers (split thresholds are training values).
+        and so do the local contexts' routers (split thresholds are training values) and
+        the boosted trees of ``boosting_feature`` (thresholds and leaf values).
         """
         check_is_fitted(self, "plan_")
         state = {k: v for k, v in self.__dict__.items() if k != "_context"}

@@ -82,9 +82,10 @@ def test_zero_weight_columns_split_where_the_others_cannot():
 
 def test_auto_routing_groups_discrete_cells_and_keeps_importance_otherwise():
     x, y = _cells()
-    auto = PFNClassifier(max_train_rows=500, n_estimators=2).fit(x[:3750], y[:3750])
-    fixed = PFNClassifier(max_train_rows=500, n_estimators=2,
-                          context_routing="importance").fit(x[:3750], y[:3750])
+    off = dict(boosting_feature=False)  # the routings alone (tests/test_boosting.py: with)
+    auto = PFNClassifier(max_train_rows=500, n_estimators=2, **off).fit(x[:3750], y[:3750])
+    fixed = PFNClassifier(max_train_rows=500, n_estimators=2, context_routing="importance",
+                          **off).fit(x[:3750], y[:3750])
     assert auto.context_routing_ == "cells"
     assert auto.routing_losses_["cells"] < auto.routing_losses_["importance"]
     assert fixed.context_routing_ == "importance" and fixed.routing_losses_ == {}
@@ -94,12 +95,13 @@ def test_auto_routing_groups_discrete_cells_and_keeps_importance_otherwise():
     assert auc[0] > auc[1] + 0.02
 
     x, y = _smooth()
-    clf = PFNClassifier(max_train_rows=500, n_estimators=2).fit(x[:3000], y[:3000])
+    clf = PFNClassifier(max_train_rows=500, n_estimators=2, **off).fit(x[:3000], y[:3000])
     assert clf.context_routing_ == "importance"
     assert set(clf.routing_losses_) == {"importance", "cells"}
     assert clf.routing_losses_["cells"] > clf.routing_losses_["importance"]
     # no discrete column: nothing to compare, nothing spent
-    clf = PFNClassifier(max_train_rows=500, n_estimators=2).fit(x[:3000, 1:3], y[:3000])
+    clf = PFNClassifier(max_train_rows=500, n_estimators=2, **off).fit(x[:3000, 1:3],
+                                                                        y[:3000])
     assert clf.context_routing_ == "importance" and clf.routing_losses_ == {}
 
 
@@ -110,7 +112,7 @@ def test_regressor_routing_and_one_context():
     target = effect[x[:, 0].astype(int), x[:, 1].astype(int)] + 0.1 * rng.normal(size=2000)
     reg = PFNRegressor(max_train_rows=300, n_estimators=2).fit(x[:1500], target[:1500])
     assert reg.context_routing_ in ("importance", "cells")
-    assert set(reg.routing_losses_) == {"importance", "cells"}
+    assert set(reg.routing_losses_) == {"importance", "cells", "boosted"}
     assert all(np.isfinite(v) and v > 0 for v in reg.routing_losses_.values())
     assert np.isfinite(reg.predict(x[1500:])).all()
     small = PFNClassifier().fit(x[:200], y[:200])  # one context: nothing to route
