@@ -40,7 +40,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from pfn.bar_distribution import BarDistribution
-from pfn.boosting import fit_boosted_feature
+from pfn.boosting import BoostedTrees, fit_boosted_feature
 from pfn.categorical import DEFAULT_ENCODING, ENCODINGS
 from pfn.contexts import (
     ROUTINGS,
@@ -207,16 +207,10 @@ class _PFNBase(SavingMixin, BaseEstimator):
         transforms = (self.transforms,) if isinstance(self.transforms, str) else self.transforms
         check_memory(engine, self.max_train_rows, self.test_batch_size)
         local = self._local_contexts(x.shape[0])
-        levels, boosted, self.booster_ = self.encoder_.n_levels, None, None
-        if self.boosting_feature is True or (self.boosting_feature == "auto" and local):
-            feature, trees = fit_boosted_feature(x, y_net if y_idx is None else y_idx,
-                                                 y_idx is not None, seed, self.n_jobs)
-            boosted = (np.hstack([x, feature]),
-                       np.concatenate([levels, np.zeros(feature.shape[1], levels.dtype)]))
-            if self.boosting_feature is True or boosted[0].shape[1] > engine.max_features:
-                if self.boosting_feature is True:
-                    (x, levels), self.booster_ = boosted, trees
-                boosted = None  # "auto" offers it only where it adds no feature groups
+        levels, self.booster_ = self.encoder_.n_levels, None
+        boosted = self._boosted(engine, x, levels, y_net, y_idx, local, seed)
+        if boosted is not None and self.boosting_feature is True:
+            (x, levels, self.booster_), boosted = boosted, None
         if isinstance(self.n_estimators, str):  # "auto"
             self.n_estimators_ = AUTO_MEMBERS_LOCAL if local else AUTO_MEMBERS
         else:
@@ -226,9 +220,10 @@ class _PFNBase(SavingMixin, BaseEstimator):
                      encodings=self._encodings(), seed=seed)
         if local:
             self.plan_, self.x_train_, self.y_train_ = None, None, None
-            route, trial = self._routing(engine, x, levels, y_net, y_idx, draws, boosted)
+            route, trial = self._routing(engine, x, levels, y_net, y_idx, draws,
+                                         None if boosted is None else boosted[:2])
             if route.x is not x:  # the held-out trial chose the boosting feature
-                x, levels, self.booster_ = route.x, route.n_levels, trees
+                x, levels, self.booster_ = boosted
             reuse = trial is not None and self.n_estimators_ > 1 \
                 and x.shape[1] <= engine.max_features  # feature groups: every member drawn
             self.contexts_ = LocalContexts.fit(
@@ -250,6 +245,25 @@ class _PFNBase(SavingMixin, BaseEstimator):
         self._context = self._engine_fit(engine, trial.contexts if reuse else None)
         self.weights_fingerprint_ = engine.weights_fingerprint
         self.boosting_feature_ = self.booster_ is not None
+
+    def _boosted(self, engine, x: np.ndarray, levels: np.ndarray, y_net: np.ndarray,
+                 y_idx: np.ndarray | None, local: bool, seed: int
+                 ) -> tuple[np.ndarray, np.ndarray, BoostedTrees] | None:
+        """The table with :mod:`pfn.boosting`'s feature appended, its levels and the
+        booster's trees, where ``boosting_feature`` asks for them (True) or offers them to
+        the routing trial ("auto": with local contexts only, and only where the feature
+        adds no feature groups and no class groups, where the booster would fit a tree per
+        class and round); else None."""
+        classes = 0 if y_idx is None else int(y_idx.max()) + 1
+        width = 1 if classes <= 2 else classes  # the booster's columns: a value or logits
+        offer = self.boosting_feature == "auto" and local and classes <= engine.max_classes \
+            and x.shape[1] + width <= engine.max_features
+        if not (self.boosting_feature is True or offer):
+            return None
+        feature, trees = fit_boosted_feature(x, y_net if y_idx is None else y_idx,
+                                             y_idx is not None, seed, self.n_jobs)
+        return (np.hstack([x, feature]),
+                np.concatenate([levels, np.zeros(feature.shape[1], levels.dtype)]), trees)
 
     def _routing(self, engine, x: np.ndarray, levels: np.ndarray, y_net: np.ndarray,
                  y_idx: np.ndarray | None, draws: dict,

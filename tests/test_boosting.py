@@ -133,3 +133,23 @@ def test_forced_feature_for_classifier_one_context_and_multiclass():
         p = clf.predict_proba(x[300:])
         assert p.shape == (100, len(np.unique(labels))) and np.allclose(p.sum(1), 1)
         assert (clf.predict(x[300:]) == labels[300:]).mean() > 0.6
+
+
+def test_auto_does_not_offer_the_feature_where_it_would_make_groups(monkeypatch):
+    """Beyond the network's 10 classes (a tree per class and round) or 100 features, "auto"
+    does not even fit the booster."""
+    import pfn.estimators
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the booster was fitted")
+
+    monkeypatch.setattr(pfn.estimators, "fit_boosted_feature", refuse)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1200, 3))
+    labels = np.digitize(x[:, 0], np.quantile(x[:, 0], np.linspace(0, 1, 13)[1:-1]))
+    clf = PFNClassifier(n_estimators=2, max_train_rows=300).fit(x, labels)
+    assert len(clf.classes_) == 12 and not clf.boosting_feature_
+    assert "boosted" not in clf.routing_losses_
+    wide = PFNRegressor(n_estimators=2, max_train_rows=300).fit(
+        rng.normal(size=(1200, 100)), x[:, 0])
+    assert not wide.boosting_feature_ and "boosted" not in wide.routing_losses_
