@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 FOLDS = 5  # out-of-fold predictions for the training rows
+MIN_ROWS = 2 * FOLDS  # fewer training rows leave a fold nothing to learn from
 PREDICT_CHUNK = 8192  # rows evaluated at once (bounds the (rows, trees) node matrix)
 
 
@@ -154,6 +155,9 @@ def fit_boosted_feature(x: np.ndarray, y: np.ndarray, classification: bool, seed
     regression target); ``x``: the encoded table."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
+    if len(x) < MIN_ROWS:
+        raise ValueError(f"boosting_feature needs at least {MIN_ROWS} training rows (its "
+                         f"{FOLDS} folds of 2), got {len(x)}; pass boosting_feature=False")
     splitter = (StratifiedKFold if classification else KFold)(FOLDS, shuffle=True,
                                                               random_state=seed)
     if classification and np.bincount(y).min() < FOLDS:

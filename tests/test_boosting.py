@@ -115,6 +115,13 @@ def test_classifier_takes_the_feature_only_where_clearly_better():
     assert items.routing_losses_["boosted"] < items.routing_losses_["importance"]
 
 
+def test_too_few_rows_for_the_folds_are_refused():
+    x, y = _table(9)
+    with pytest.raises(ValueError, match="boosting_feature needs at least 10 training rows"):
+        PFNRegressor(boosting_feature=True).fit(x, y)
+    assert not PFNRegressor().fit(x, y).boosting_feature_  # "auto": not within one context
+
+
 def test_no_feature_within_one_context_unless_asked():
     x, y = _item_effects(400)
     small = PFNRegressor(n_estimators=2).fit(x, y)
