@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from priors.base import Range, check_positive, check_probability, coerce_ranges
+from priors.hint import add_hint
 from priors.labels import exact_classes, sample_num_classes, to_classes
 from priors.wide import widen
 
@@ -43,6 +44,9 @@ class PostprocessConfig:
     # Regression targets: with this probability per dataset, a monotone warp (exp, cube or
     # sinh, as for features) makes them skewed or heavy-tailed, as prices and counts are.
     p_warp_target: float = 0.0
+    # Stacked estimates: with this probability per dataset, a leave-one-out nearest-neighbour
+    # estimate of the target becomes one more column (priors.hint: why).
+    p_hint: float = 0.0
     standardize: bool = True  # off for priors whose raw x must survive (GP mimicry)
 
     def __post_init__(self) -> None:
@@ -52,7 +56,7 @@ class PostprocessConfig:
         if self.max_levels < 2:
             raise ValueError(f"max_levels must be >= 2, got {self.max_levels}")
         for name in ("p_multiclass", "p_categorical", "p_missing", "p_warp", "p_rescale",
-                     "p_ordinal", "p_wide", "p_warp_target"):
+                     "p_ordinal", "p_wide", "p_warp_target", "p_hint"):
             check_probability(name, getattr(self, name))
         self.class_imbalance.check("class_imbalance", minimum=0.0)
         self.categorical_column_fraction.check("categorical_column_fraction", 0.0, 1.0)
@@ -254,4 +258,7 @@ def finish(
         y = torch.nan_to_num(y)
         if cfg.p_warp_target > 0:
             y = warp_targets(y, n_train, cfg, g)
+    if cfg.p_hint > 0:
+        x, num_features, cat = add_hint(x, y, num_features, num_classes, cat, n_train, task,
+                                        cfg.p_hint, g)
     return x.float(), y.float(), num_features, num_classes, cat
