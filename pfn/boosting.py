@@ -137,6 +137,17 @@ def _booster(classification: bool, seed: int):
     return cls(random_state=seed)
 
 
+def _fit(x: np.ndarray, y: np.ndarray, classification: bool, seed: int) -> BoostedTrees:
+    """The booster fitted on (x, y) and copied. Columns without one observed value (all
+    missing, in the table or in a fold's training rows) reach it as zeros: scikit-learn's
+    binning fails on them, and a constant column is never split on, so the trees never
+    read it and new rows' values there do not matter."""
+    empty = np.isnan(x).all(axis=0)
+    if empty.any():
+        x = np.where(empty, 0.0, x)
+    return BoostedTrees.from_sklearn(_booster(classification, seed).fit(x, y))
+
+
 def _threads(n_jobs: int | None):
     from contextlib import nullcontext
 
@@ -163,13 +174,12 @@ def fit_boosted_feature(x: np.ndarray, y: np.ndarray, classification: bool, seed
     if classification and np.bincount(y).min() < FOLDS:
         splitter = KFold(FOLDS, shuffle=True, random_state=seed)  # a class too rare to stratify
     with _threads(n_jobs):
-        trees = BoostedTrees.from_sklearn(_booster(classification, seed).fit(x, y))
+        trees = _fit(x, y, classification, seed)
         feature = np.empty((len(x), trees.n_outputs))
         for train, held in splitter.split(x, y):
             if classification and len(np.unique(y[train])) < len(np.unique(y)):
                 fold = trees  # a fold without some class: the full model stands in
             else:
-                fold = BoostedTrees.from_sklearn(_booster(classification, seed).fit(
-                    x[train], y[train]))
+                fold = _fit(x[train], y[train], classification, seed)
             feature[held] = fold.predict(x[held])
     return feature, trees

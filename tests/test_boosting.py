@@ -45,6 +45,23 @@ def test_training_rows_get_out_of_fold_predictions():
     assert feature.shape == (800, 3) and trees.n_outputs == 3
 
 
+def test_columns_without_an_observed_value_are_fitted_around():
+    """An all-missing column, and one observed only in rows that one fold holds out, fail
+    scikit-learn's binning; the feature and the estimators work around them."""
+    x, y = _table(200)
+    x[:, 2] = np.nan
+    x[:, 3] = np.nan
+    x[:3, 3] = 1.0  # observed in three rows: some fold's training part has none of them
+    feature, trees = fit_boosted_feature(x, y, False, seed=0)
+    assert np.isfinite(feature).all() and np.corrcoef(feature[:, 0], y)[0, 1] > 0.5
+    assert np.isfinite(trees.predict(x)).all()
+    for est, target in ((PFNRegressor, y), (PFNClassifier, (y > 1).astype(int))):
+        model = est(max_train_rows=60, boosting_feature=True, n_estimators=2).fit(x, target)
+        assert model.booster_ is not None
+        out = model.predict(x[:20])
+        assert np.isfinite(np.asarray(out, dtype=float)).all()
+
+
 @pytest.mark.parametrize("bad", ["yes", None, 1, "true"])
 def test_boosting_feature_is_validated(bad):
     x, y = _table(100)
