@@ -197,13 +197,18 @@ def rebin_matrix(borders: np.ndarray, new_borders: np.ndarray):
     i = np.searchsorted(b, mid) - 1  # inner source bucket 1 .. K - 2
     j = np.searchsorted(gi, mid)  # target bucket 0 .. K' - 1
     w = (hi - lo) / (b[i + 1] - b[i])
-    s_left, s_right = _tail_scales(b)
+    # Buckets without width (a context whose targets are all equal: its borders, scaled
+    # by a tiny spread, coincide in float32) are point masses where they sit.
+    flat = np.flatnonzero(b[2:-1] <= b[1:-2]) + 1
+    floor = 1e-12 * max(1.0, float(np.abs(b[1:-1]).max()))
+    s_left, s_right = (np.maximum(s, floor) for s in _tail_scales(b))
     tails = [np.diff(np.concatenate([[0.0], u, [1.0]])) for u in (
         erfc(np.maximum(b[1] - gi, 0) / (s_left * math.sqrt(2))),
         erf(np.maximum(gi - b[-2], 0) / (s_right * math.sqrt(2))))]
-    rows = np.concatenate([i, np.zeros(k2, np.int64), np.full(k2, k - 1)])
-    cols = np.concatenate([j, np.arange(k2), np.arange(k2)])
-    return csr_matrix((np.concatenate([w, *tails]), (rows, cols)), shape=(k, k2))
+    rows = np.concatenate([i, flat, np.zeros(k2, np.int64), np.full(k2, k - 1)])
+    cols = np.concatenate([j, np.searchsorted(gi, b[flat]), np.arange(k2), np.arange(k2)])
+    values = np.concatenate([w, np.ones(len(flat)), *tails])
+    return csr_matrix((values, (rows, cols)), shape=(k, k2))
 
 
 @dataclass(frozen=True)

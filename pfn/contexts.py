@@ -163,8 +163,9 @@ def grow_router(x: np.ndarray, leaf_rows: int, rng: np.random.Generator,
     than the network can take wastes what it could see). So it splits at the
     floor(k / 2) / k quantile of a random feature (drawn with probabilities ``weights``
     (F,), uniformly if None) among those where ties leave each side at least half of its
-    intended rows; a node where no feature can (many identical rows)
-    stays a leaf, larger than ``leaf_rows``.
+    intended rows, and never fewer than 2 (a context needs two rows); a node where no
+    feature can (many identical rows, or ``leaf_rows`` < 4) stays a leaf, larger than
+    ``leaf_rows``.
     """
     feature, threshold, left, right, leaf = [], [], [], [], []
     leaves: list[np.ndarray] = []
@@ -213,7 +214,7 @@ def _quantile_split(x: np.ndarray, leaf_rows: int, rng: np.random.Generator,
             continue
         go_left = col <= t
         n_left = int(go_left.sum())
-        if n_left >= pos / 2 and n - n_left >= (n - pos) / 2:
+        if n_left >= max(pos / 2, 2) and n - n_left >= max((n - pos) / 2, 2):
             return int(f), float(t), go_left
     return None
 

@@ -35,6 +35,18 @@ def test_router_leaves_partition_the_rows_and_route_them_home():
         assert (leaf[members] == j).all()
 
 
+@pytest.mark.parametrize("leaf_rows", [2, 3, 5])
+def test_router_leaves_hold_at_least_two_rows(leaf_rows):
+    """Ties (coarse codes) could leave one row on a side; a context needs two rows."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 3, size=(200, 3)).astype(float)
+    _, leaves = grow_router(X, leaf_rows, rng)
+    assert min(map(len, leaves)) >= 2
+    y = (X[:, 0] + rng.normal(size=200) > 1).astype(int)
+    clf = PFNClassifier(n_estimators=2, max_train_rows=leaf_rows).fit(X, y)
+    assert np.isfinite(clf.predict_proba(X[:10])).all()
+
+
 def test_routers_split_mostly_on_the_features_that_matter():
     """Feature 2 carries the signal, the others are noise: splits are drawn by importance,
     yet every feature keeps a chance to split."""
@@ -109,6 +121,34 @@ def test_rebin_matrix_is_rebin():
     g = np.sort(rng.normal(size=41))
     p = rng.dirichlet(np.ones(50), size=4)
     np.testing.assert_allclose(p @ rebin_matrix(b, g), rebin(p, b, g), atol=1e-12)
+
+
+def test_rebin_matrix_keeps_the_mass_of_collapsed_borders():
+    """A context whose targets are all equal has borders that coincide (in float32): its
+    mass must land, whole, in the common bucket holding that value, not become NaN."""
+    g = np.linspace(-3, 3, 41)
+    p = np.random.default_rng(0).dirichlet(np.ones(50), size=3)
+    for b in (np.full(51, 1.25), np.concatenate([[1.0], np.full(49, 1.25), [1.5]])):
+        out = p @ rebin_matrix(b, g)
+        assert np.isfinite(out).all()
+        np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-12)
+        assert (out[:, np.searchsorted(g[1:-1], 1.25)] > 0.9).all()
+
+
+def test_a_context_with_one_target_value_predicts_it():
+    """Routers split on the column that decides a two-valued target, so some contexts
+    hold one value only; their predictions stay finite and on that value."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 4))
+    y = (X[:, 0] > 0).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        reg = PFNRegressor(**SMALL).fit(X, y)
+        pred = reg.predict(X)
+        q = reg.predict_quantiles(X, [0.1, 0.9])
+    assert np.isfinite(pred).all() and np.isfinite(q).all()
+    far = np.abs(X[:, 0]) > 0.5  # rows well inside one side
+    assert np.abs(pred[far] - y[far]).max() < 0.1
 
 
 def test_feature_groups_cover_every_feature_with_equal_widths():
