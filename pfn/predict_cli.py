@@ -133,6 +133,11 @@ def predict_tables(train, test, target: str, *, task: str = "auto",
     if task == "auto":
         task = infer_task(train[target])
     X, y, X_test = train[features], train[target], test[features]
+    if task == "classification" and y.nunique() < 2:
+        hint = "; use --task regression to predict it as a number" \
+            if pd.api.types.is_numeric_dtype(y) else ""
+        raise UsageError(f"target column {target!r} has one value ({y.iloc[0]!r}) in every "
+                         f"training row: nothing to classify{hint}")
     params = dict(n_estimators=n_estimators, engine=engine, model_path=model)
     if task == "classification":
         est = PFNClassifier(**params).fit(X, y.to_numpy())

@@ -57,6 +57,7 @@ def test_task_inference():
     ("empty", "empty"),
     ("header_only", "no data rows"),
     ("missing_feature", "lacks feature columns"),
+    ("one_value_target", "--task regression"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, capsys, case, message):
     train, test, target = str(TRAIN), str(TEST), "target"
@@ -70,6 +71,9 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys, case, message):
     elif case == "header_only":
         (tmp_path / "h.csv").write_text("age,income,target\n")
         train = str(tmp_path / "h.csv")
+    elif case == "one_value_target":  # a constant number: classification is inferred
+        pd.read_csv(TRAIN).assign(target=3).to_csv(tmp_path / "c.csv", index=False)
+        train = str(tmp_path / "c.csv")
     else:
         pd.read_csv(TEST).drop(columns="plan").to_csv(tmp_path / "t.csv", index=False)
         test = str(tmp_path / "t.csv")
