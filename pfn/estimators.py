@@ -61,7 +61,7 @@ from pfn.preprocessing import (
     check_table,
 )
 from pfn.saving import SavingMixin, nested
-from pfn.target_transform import TARGET_TRANSFORMS, TargetTransform
+from pfn.target_transform import TARGET_TRANSFORMS, TargetTransform, gross_outliers
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -518,9 +518,10 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     fitted on the training targets; the predictive distribution is mapped back, each
     bucket's mass exactly: :mod:`pfn.target_transform`), "none", or "auto" (default):
     "power" when the training rows are split into local contexts (beyond
-    ``max_train_rows``), "none" otherwise, as measured there (that module says why). The
-    kind used is ``target_transform_.kind``. Targets are standardised before the network
-    sees them.
+    ``max_train_rows``) or when a few gross outliers dominate the targets' spread
+    (:func:`pfn.target_transform.gross_outliers`), "none" otherwise, as measured there
+    (that module says why). The kind used is ``target_transform_.kind``. Targets are
+    standardised before the network sees them.
     Members' distributions are averaged as mixtures, bucket by bucket, after mapping them
     to common borders (they differ only when members see different training rows).
     ``predict_distribution`` returns a :class:`BarDistribution` (bucket probabilities and
@@ -560,7 +561,8 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         x = self._encode_train(X, y)
         kind = self.target_transform
         if kind == "auto":
-            kind = "power" if self._local_contexts(x.shape[0]) else "none"
+            kind = "power" if self._local_contexts(x.shape[0]) or gross_outliers(y) \
+                else "none"
         self.target_transform_ = TargetTransform(kind).fit(y)
         t = self.target_transform_.forward(y)  # what the network sees, then standardised:
         self.y_mean_ = float(t.mean())  # y_mean_ ... y_max_ describe t

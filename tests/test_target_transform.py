@@ -1,6 +1,7 @@
 """Regression targets through a Yeo-Johnson transform (pfn/target_transform.py): the map is
 increasing and inverts exactly, the predictive distribution is mapped back exactly, "auto"
-uses it only with local contexts, and fitted estimators keep it through save and load."""
+uses it with local contexts or gross outliers only, and fitted estimators keep it through
+save and load."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from pfn import PFNRegressor
 from pfn.bar_distribution import BarDistribution
-from pfn.target_transform import TargetTransform, _yeo_johnson_inverse
+from pfn.target_transform import TargetTransform, _yeo_johnson_inverse, gross_outliers
 from pfn.transforms import _yeo_johnson
 
 
@@ -85,6 +86,31 @@ def test_auto_transforms_only_with_local_contexts():
     assert one.target_transform_.kind == "none" and local.target_transform_.kind == "power"
     assert PFNRegressor(n_estimators=2, target_transform="power").fit(
         X[:300], y[:300]).target_transform_.kind == "power"
+
+
+def test_gross_outliers_rule():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=800)
+    assert not gross_outliers(y) and not gross_outliers(_skewed()[1])
+    assert gross_outliers(np.concatenate([y, [1e6, 1e6]]))  # "999999" codes
+    assert gross_outliers(np.concatenate([y, np.full(8, 100.0)]))  # 1% far out
+    assert not gross_outliers(np.concatenate([np.zeros(600), y]))  # no robust scale
+
+
+def test_auto_transforms_a_few_gross_outliers_within_one_context():
+    """Two targets of 1e6 among 300 near N(0, 1): untransformed, the network's buckets are
+    scaled by their standard deviation (about 80,000) and every prediction is off by far
+    more than the signal; "auto" transforms them, so predictions follow the signal."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 3))
+    y = X[:, 0] + 0.1 * rng.normal(size=400)
+    y[:2] = 1e6
+    reg = PFNRegressor(n_estimators=2).fit(X[:300], y[:300])
+    assert reg.target_transform_.kind == "power"
+    median = reg.predict_quantiles(X[300:], [0.5])[:, 0]
+    assert np.median(np.abs(median - X[300:, 0])) < 0.2
+    plain = PFNRegressor(n_estimators=2, target_transform="none").fit(X[:300], y[:300])
+    assert np.median(np.abs(plain.predict_quantiles(X[300:], [0.5])[:, 0] - X[300:, 0])) > 1
 
 
 def test_power_predictions_are_in_the_users_units():
