@@ -27,7 +27,7 @@ OPTION_VARIANTS: dict[str, dict[str, Any]] = {
     # today's defaults but one option
     "ours_nodetect": {"categorical_features": None},
     "ours_mixed": {"categorical_encoding": ("onehot", "shuffled")},
-    **{f"ours_n{n}": {"n_estimators": n} for n in (2, 4, 6, 8, 12, 16)},
+    **{f"ours_n{n}": {"n_estimators": n} for n in (1, 2, 4, 6, 8, 12, 16)},
     **{f"ours_t{round(10 * t):02d}": {"softmax_temperature": t}
        for t in (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)},
     # contexts longer than the pretraining datasets (large tables: fewer, larger leaves)
