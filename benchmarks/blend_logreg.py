@@ -24,20 +24,8 @@ WEIGHTS = (0.0, 0.2, 0.35, 0.5, 1.0)
 
 def probabilities(name: str, X: pd.DataFrame, codes: np.ndarray, labels: np.ndarray,
                   tr: np.ndarray, te: np.ndarray) -> np.ndarray:
-    """Test-row probabilities (len(te), len(labels)) of model ``name`` fitted on ``tr``."""
-    model = rd.make_model(name, "classification")
-    present = np.unique(codes[tr])
-    ours = name.startswith("ours")
-    model.fit(X.iloc[tr], labels[codes[tr]] if ours else np.searchsorted(present, codes[tr]))
-    raw = np.asarray(model.predict_proba(X.iloc[te]), dtype=float)
-    if ours:
-        lookup = {lab: i for i, lab in enumerate(labels.tolist())}
-        cols = np.array([lookup[c] for c in np.asarray(model.classes_).tolist()])
-    else:
-        cols = present[np.asarray(model.classes_, dtype=int)]
-    p = np.zeros((len(te), len(labels)))
-    p[:, cols] = raw
-    p = np.clip(p, 1e-9, None)  # logs below: no class at exactly 0
+    """:func:`real_data.class_probabilities`, floored at 1e-9 (the blend takes logs)."""
+    p = np.clip(rd.class_probabilities(name, X, codes, labels, tr, te), 1e-9, None)
     return p / p.sum(axis=1, keepdims=True)
 
 

@@ -177,6 +177,25 @@ def ovo_auc(y: np.ndarray, proba: np.ndarray) -> float:
     return float(roc_auc_score(y, p, multi_class="ovo", average="macro", labels=present))
 
 
+def class_probabilities(name: str, X: pd.DataFrame, codes: np.ndarray, labels: np.ndarray,
+                        tr: np.ndarray, te: np.ndarray) -> np.ndarray:
+    """Model ``name`` fitted on rows ``tr``: probabilities of rows ``te`` over every one of
+    the dataset's ``labels`` (len(te), len(labels)), a class unseen in training at 0."""
+    model = make_model(name, "classification")
+    present = np.unique(codes[tr])  # baselines see contiguous codes (XGBoost needs them)
+    y_fit = labels[codes[tr]] if name.startswith("ours") else np.searchsorted(present, codes[tr])
+    model.fit(X.iloc[tr], y_fit)
+    raw = np.asarray(model.predict_proba(X.iloc[te]), dtype=float)
+    if name.startswith("ours"):
+        lookup = {lab: i for i, lab in enumerate(labels.tolist())}
+        cols = np.array([lookup[c] for c in np.asarray(model.classes_).tolist()])
+    else:
+        cols = present[np.asarray(model.classes_, dtype=int)]
+    proba = np.zeros((len(te), len(labels)))
+    proba[:, cols] = raw
+    return proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
+
+
 def eval_classification(
     name: str,
     X: pd.DataFrame,
@@ -186,21 +205,9 @@ def eval_classification(
     te: np.ndarray,
 ) -> Result:
     """Fit on ``tr`` and score on ``te``; ``codes`` index into the dataset's ``labels``."""
-    model = make_model(name, "classification")
-    present = np.unique(codes[tr])  # baselines see contiguous codes (XGBoost needs them)
-    y_fit = labels[codes[tr]] if name.startswith("ours") else np.searchsorted(present, codes[tr])
     t0 = time.perf_counter()
-    model.fit(X.iloc[tr], y_fit)
-    raw = np.asarray(model.predict_proba(X.iloc[te]), dtype=float)
+    proba = class_probabilities(name, X, codes, labels, tr, te)
     seconds = time.perf_counter() - t0
-    if name.startswith("ours"):
-        lookup = {lab: i for i, lab in enumerate(labels.tolist())}
-        cols = np.array([lookup[c] for c in np.asarray(model.classes_).tolist()])
-    else:
-        cols = present[np.asarray(model.classes_, dtype=int)]
-    proba = np.zeros((len(te), len(labels)))
-    proba[:, cols] = raw
-    proba /= np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
     y = codes[te]
     return {
         "auc": ovo_auc(y, proba),
