@@ -36,8 +36,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _tail_scales(borders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return ((borders[..., 1] - borders[..., 0]) / HALF,
-            (borders[..., -1] - borders[..., -2]) / HALF)
+    """The outer buckets' half-normal scales, floored at a width far below any bucket's: a
+    context whose targets are all equal has borders that coincide (in float32), and a zero
+    scale would divide by zero wherever the tails are evaluated."""
+    floor = 1e-12 * max(1.0, float(np.abs(borders[..., 1:-1]).max()))
+    return (np.maximum(borders[..., 1] - borders[..., 0], floor) / HALF,
+            np.maximum(borders[..., -1] - borders[..., -2], floor) / HALF)
 
 
 def tail_bounds(y_min: float, y_max: float, y_std: float) -> tuple[float, float]:
@@ -200,8 +204,7 @@ def rebin_matrix(borders: np.ndarray, new_borders: np.ndarray):
     # Buckets without width (a context whose targets are all equal: its borders, scaled
     # by a tiny spread, coincide in float32) are point masses where they sit.
     flat = np.flatnonzero(b[2:-1] <= b[1:-2]) + 1
-    floor = 1e-12 * max(1.0, float(np.abs(b[1:-1]).max()))
-    s_left, s_right = (np.maximum(s, floor) for s in _tail_scales(b))
+    s_left, s_right = _tail_scales(b)
     tails = [np.diff(np.concatenate([[0.0], u, [1.0]])) for u in (
         erfc(np.maximum(b[1] - gi, 0) / (s_left * math.sqrt(2))),
         erf(np.maximum(gi - b[-2], 0) / (s_right * math.sqrt(2))))]
