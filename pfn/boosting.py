@@ -11,23 +11,18 @@ every training row gives the test rows theirs, and the network reads the feature
 the others, in context. Within one context ``"auto"`` leaves it off: the network sees every
 training row there.
 
-Measured on ``shared/datasets/large/`` (``benchmarks/large_tables.py``, 3 splits, variants
-``ours_boost`` / ``ours_noboost``; figures in the model card, "Estimator defaults"):
-
-- the regressor gains where gradient boosting was ahead (movies R² 0.259 against 0.242,
-  deliveries 0.907 against 0.886; LightGBM 0.263 and 0.903), GSSvocab a little, and
-  CPS1988 loses a little (0.291 against 0.294);
-- the classifier with the feature always on lost ROC AUC on small-signal tables (SmokeBan
-  0.646 against 0.661, 1 split: the booster's out-of-fold logits are noisier there than
-  the network's own reading of the rows) and gained on nycflights13 (0.743 against 0.724).
+On the large tables (model card, ``pfn/weights/MODEL_CARD.md``, "Estimator defaults",
+``boosting_feature``) the feature helped the regressor where gradient boosting was ahead of
+the contexts, and cost the classifier on small-signal tables, where the booster's
+out-of-fold logits are noisier than the network's own reading of the rows.
 
 So with ``boosting_feature="auto"`` the feature is a candidate of the held-out trial that
 chooses the routing (:func:`pfn.contexts.choose_routing`): the regressor keeps it unless
 the contexts without it are clearly better there (a synthetic table of twenty additive
 binary effects, where the network's contexts beat the booster, is such a case); the
 classifier takes it only where it is clearly better. The network tends to lean on so
-strong a feature rather than weigh it (with it, CPS1988 and movies score about what the
-booster alone does), which is why a held-out check stands between it and the default.
+strong a feature rather than weigh it (with it, some tables score about what the booster
+alone does), which is why a held-out check stands between it and the default.
 
 The booster is scikit-learn's ``HistGradientBoosting*`` with its defaults, fitted on the
 encoded table (categorical columns as their codes, NaN where missing). Its trees are copied

@@ -4,62 +4,31 @@ The network was pretrained on datasets of at most a few hundred rows and attends
 row to every training row, so a context of ``max_train_rows`` rows is what it can use well
 and what memory allows (attention scores grow with the square of the context). A larger
 training set is split into **local contexts** (MixturePFN, Xu et al. 2024; LoCalPFN, Thomas
-et al. 2024): each ensemble member grows a :class:`RowRouter`, a binary tree whose splits are a
-random feature (drawn by importance) at a quantile, until every leaf holds at most
-``max_train_rows`` rows
-(and about that many). Each leaf is one context; a test row is predicted by the leaf it
-falls into, once per member, and the members are averaged. So every training row is in
+et al. 2024): each ensemble member grows a :class:`pfn.routing.RowRouter`, a binary tree
+over the features, until every leaf holds at most ``max_train_rows`` rows (and about that
+many). Each leaf is one context; a test row is predicted by the leaf it falls into, once
+per member, and the members are averaged. So every training row is in
 exactly one context per member (but the member reused from choosing the routing, below,
 which lacks the rows held out for that choice), fitting costs O(N x context) instead of
 O(N^2), and predicting costs the same per test row as with one context.
 
-Why this design (measured with ``benchmarks/large_tables.py`` on
-``shared/datasets/large/``; the figures are in the README and the benchmark output):
+Why this design, in short (the measurements, on ``shared/datasets/large/`` with
+``benchmarks/large_tables.py``, are in the model card, ``pfn/weights/MODEL_CARD.md``,
+"Local contexts: design measurements"):
 
-- local contexts beat a random subsample per member (bagging) on average on both tasks
-  (not on every table: a rare class can be better served by a global sample), and more
-  so with more rows: a local context shows the network the neighbourhood of a test row at
-  a resolution a global subsample cannot;
-- random splits beat supervised ones (best impurity decrease): supervised leaves are
-  purer, so their contexts carry less information about the boundary, and members agree
-  more with each other, so the ensemble averages less;
-- but the split *feature* is better drawn by importance (a shallow tree's, fitted once,
-  with a uniform share left) than uniformly: a split on an irrelevant column narrows a
-  context without making it more local where the target varies, so uniform draws waste
-  the few splits a router has (about log2(N / context)) on columns that do not matter.
-  The split itself stays random (a quantile, not the best threshold), for the reason
-  above. Contexts that overlap their neighbours (a leaf plus the rows nearest it) and
-  members with one global subsample among the local ones did not win on average; two
-  members instead of four (``n_estimators``) halve the time and keep most of the gain,
-  losing a little on regression;
-- where the target depends on a combination of discrete columns (a flight's delay on its
-  date: month x day, each alone says little), a context helps only if it holds many
-  training rows of the same combination, and splits on other columns cut such groups
-  apart: on nycflights13, routers splitting only on month and day reach ROC AUC 0.723
-  against 0.677 (3 splits). Elsewhere the same kind of restriction costs (taxi 0.56
-  against 0.62, CPS1988 R² 0.292 against 0.296), so no fixed rule serves every table:
-  ``context_routing="auto"`` finds the combination with :func:`cell_columns` (forward
-  selection of the discrete columns by held-out cell means, cheap and network-free),
-  offers routers restricted to it ("cells"), and keeps them only where one member of
-  each routing, fitted on 90 % of the training rows, shows them clearly better on the
-  rest (:func:`choose_routing`). Restricting to every discrete column instead (importance
-  over the columns of at most DISCRETE_MAX_LEVELS values) reached only 0.703 on
-  nycflights13 and lost elsewhere, so it is not offered. Measured in the README's large
-  tables run (3 splits): flights chooses "cells" on every split (0.721), the other seven
-  tables keep "importance" (each within 0.005 of it: the reused trial member, below,
-  makes another ensemble), mean ROC AUC 0.717 against 0.707, R² 0.423 for both, at 1.1x
-  the fit + predict time (1.2x before the chosen trial member was reused);
-- contexts of ``max_train_rows`` = 1000 beat 500 (and halving the context does not halve
-  the time, since per-row work outside attention stays). Longer ones help the large
-  tables a little more (1500: ROC AUC +0.007, R² +0.002, 1.2x the time), but 1000 stays
-  the regressor's default: the same parameter makes tables of 1000-1500 training rows one
-  context instead of local ones, which cost regression R² there (and 3x the time with the
-  eight members of one context). The classifier's default is 1500: its network was
-  trained on datasets of up to 1024 rows, and with it 1500 won on the large tables (ROC
-  AUC 0.711 vs 0.704, 1.1x the time) and on the tables of 1000-1500 training rows (0.733
-  vs 0.727, log loss 0.626 vs 0.628, 2.9x the time);
+- local contexts beat a random subsample per member (bagging) on average, and more so with
+  more rows: a local context shows the network a test row's neighbourhood at a resolution
+  a global subsample cannot (a rare class can still be better served by a global sample);
+- how the routers split is :mod:`pfn.routing`'s subject: random quantile splits on
+  features drawn by importance, or on a combination of discrete columns ("cells"); which
+  routing a fit uses is decided on held-out rows (:func:`choose_routing`), since no fixed
+  rule served every table;
 - one member per router and as many routers as members beat one shared router with all
-  members in every leaf: a test row near a split of one router is inside a leaf of another.
+  members in every leaf: a test row near a split of one router is inside a leaf of another;
+- the context's size trades attention cost (quadratic) against what the network sees;
+  halving it does not halve the time, since per-row work outside attention stays. The
+  classifier's default is longer than the regressor's because its network was pretrained
+  on longer datasets (the estimators' ``max_train_rows``).
 
 Where gradient boosting still won is tables whose signal lies in sharp interactions or many
 small effects that need many rows at once (a context is the network's whole view of a
@@ -96,6 +65,7 @@ from pfn.bar_distribution import (
     tail_bounds,
 )
 from pfn.preprocessing import EnsemblePlan, draw_feature_sets
+from pfn.routing import RowRouter, grow_router, split_weights
 
 # Attention scores one network call may hold (bytes). A context of N rows needs
 # 4 x n_heads x N^2 bytes in fit and 4 x n_heads x N x test rows in predict; beyond this
@@ -103,223 +73,12 @@ from pfn.preprocessing import EnsemblePlan, draw_feature_sets
 MEMORY_BUDGET = 2 << 30
 ROUTED_ROWS = 4096  # test rows routed at once with local contexts (bounds the chunk's memory)
 
-# Split features are drawn with probabilities (1 - UNIFORM_SHARE) x the importances of a
-# tree of depth IMPORTANCE_DEPTH fitted once on the training rows, + UNIFORM_SHARE / F each.
-IMPORTANCE_DEPTH = 6
-UNIFORM_SHARE = 0.2
-# Routing "cells" splits only on columns with at most DISCRETE_MAX_LEVELS distinct values
-# whose combinations predict the target. The choice between routings holds out
-# HOLDOUT_SHARE of the training rows (at most HOLDOUT_MAX_ROWS) and leaves "importance"
-# only for a loss lower by SWITCH_Z standard errors (paired, per held-out row).
-DISCRETE_MAX_LEVELS = 64
+# The choice between routings holds out HOLDOUT_SHARE of the training rows (at most
+# HOLDOUT_MAX_ROWS) and leaves the default only for a loss lower by SWITCH_Z standard
+# errors (paired, per held-out row).
 HOLDOUT_SHARE = 0.1
 HOLDOUT_MAX_ROWS = 2000
 SWITCH_Z = 2.0
-# Routing "cells": columns chosen by held-out cell means (cell_columns), at most
-# CELL_MAX_COLUMNS, each adding at least CELL_MIN_GAIN of score; cells shrunk by
-# CELL_SHRINK rows.
-CELL_MAX_COLUMNS = 4
-CELL_MIN_GAIN = 0.005
-CELL_SHRINK = 5.0
-ROUTINGS = ("auto", "importance", "cells")
-
-@dataclass(frozen=True)
-class RowRouter:
-    """A binary tree over the features whose leaves are contexts.
-
-    Node i splits on ``feature[i]`` at ``threshold[i]`` (x <= t goes left, NaN right) into
-    ``left[i]`` and ``right[i]``; a leaf has ``feature[i] == -1`` and ``leaf[i]`` its index.
-    """
-
-    feature: np.ndarray
-    threshold: np.ndarray
-    left: np.ndarray
-    right: np.ndarray
-    leaf: np.ndarray
-
-    @property
-    def n_leaves(self) -> int:
-        return int(self.leaf.max()) + 1
-
-    def route(self, x: np.ndarray) -> np.ndarray:
-        """Leaf index (n,) of every row of x (n, F)."""
-        node = np.zeros(len(x), dtype=np.int64)
-        active = self.feature[node] >= 0
-        while active.any():
-            idx = np.flatnonzero(active)
-            nd = node[idx]
-            go_left = x[idx, self.feature[nd]] <= self.threshold[nd]  # NaN -> right
-            node[idx] = np.where(go_left, self.left[nd], self.right[nd])
-            active = self.feature[node] >= 0
-        return self.leaf[node]
-
-
-def grow_router(x: np.ndarray, leaf_rows: int, rng: np.random.Generator,
-                weights: np.ndarray | None = None) -> tuple[RowRouter, list[np.ndarray]]:
-    """A :class:`RowRouter` over training rows x (n, F), and the training rows of each leaf.
-
-    A node of n > ``leaf_rows`` rows is meant to end as k = ceil(n / leaf_rows) leaves of
-    about n / k rows (as close to ``leaf_rows`` as whole leaves allow: a context smaller
-    than the network can take wastes what it could see). So it splits at the
-    floor(k / 2) / k quantile of a random feature (drawn with probabilities ``weights``
-    (F,), uniformly if None) among those where ties leave each side at least half of its
-    intended rows, and never fewer than 2 (a context needs two rows); a node where no
-    feature can (many identical rows, or ``leaf_rows`` < 4) stays a leaf, larger than
-    ``leaf_rows``.
-    """
-    feature, threshold, left, right, leaf = [], [], [], [], []
-    leaves: list[np.ndarray] = []
-
-    def new_node() -> int:
-        for column, value in ((feature, -1), (threshold, np.nan), (left, -1), (right, -1),
-                              (leaf, -1)):
-            column.append(value)
-        return len(feature) - 1
-
-    stack = [(new_node(), np.arange(len(x)))]
-    while stack:
-        node, rows = stack.pop()
-        split = _quantile_split(x[rows], leaf_rows, rng, weights) \
-            if rows.size > leaf_rows else None
-        if split is None:
-            leaf[node] = len(leaves)
-            leaves.append(rows)
-            continue
-        f, t, go_left = split
-        feature[node], threshold[node] = f, t
-        left[node], right[node] = new_node(), new_node()
-        stack += [(right[node], rows[~go_left]), (left[node], rows[go_left])]
-    router = RowRouter(np.asarray(feature), np.asarray(threshold, dtype=np.float64),
-                       np.asarray(left), np.asarray(right), np.asarray(leaf))
-    return router, leaves
-
-
-def _quantile_split(x: np.ndarray, leaf_rows: int, rng: np.random.Generator,
-                    weights: np.ndarray | None = None):
-    """(feature, threshold, go_left) for a random split of x (n, F) into whole leaves."""
-    n = len(x)
-    k = -(-n // leaf_rows)
-    pos = n * (k // 2) // k  # rows meant for the left side
-    if weights is None:
-        order = rng.permutation(x.shape[1])
-    else:  # features of zero weight only where none of the others can split
-        live = np.flatnonzero(weights > 0)
-        order = rng.choice(live, live.size, replace=False, p=weights[live] / weights[live].sum())
-        if live.size < x.shape[1]:
-            order = np.concatenate([order, rng.permutation(np.flatnonzero(weights <= 0))])
-    for f in order:
-        col = x[:, f]
-        t = np.sort(col)[pos - 1]  # NaN sort last
-        if np.isnan(t):
-            continue
-        go_left = col <= t
-        n_left = int(go_left.sum())
-        if n_left >= max(pos / 2, 2) and n - n_left >= max((n - pos) / 2, 2):
-            return int(f), float(t), go_left
-    return None
-
-
-def feature_importances(x: np.ndarray, y: np.ndarray, classification: bool,
-                        rng: np.random.Generator) -> np.ndarray:
-    """Importances (F,), summing to 1: the impurity decrease of one shallow tree fitted on
-    up to 20,000 of the training rows (uniform where the tree found nothing)."""
-    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-
-    take = rng.choice(len(x), min(len(x), 20000), replace=False)
-    tree = (DecisionTreeClassifier if classification else DecisionTreeRegressor)(
-        max_depth=IMPORTANCE_DEPTH, min_samples_leaf=20, random_state=0).fit(x[take], y[take])
-    imp = np.nan_to_num(tree.feature_importances_)
-    return imp / imp.sum() if imp.sum() > 0 else np.full(x.shape[1], 1 / x.shape[1])
-
-
-def _mix(importances: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """Split probabilities: importances mixed with a uniform share, over ``allowed`` only."""
-    imp = np.where(allowed, importances, 0.0)
-    imp = imp / imp.sum() if imp.sum() > 0 else allowed / allowed.sum()
-    w = (1 - UNIFORM_SHARE) * imp + UNIFORM_SHARE * allowed / allowed.sum()
-    return w / w.sum()
-
-
-def split_weights(x: np.ndarray, y: np.ndarray, classification: bool,
-                  rng: np.random.Generator) -> np.ndarray:
-    """Probabilities (F,) of drawing each feature for a split: importance-weighted.
-
-    The importances of :func:`feature_importances`, mixed with a uniform share so that
-    every feature can still split.
-    """
-    imp = feature_importances(x, y, classification, rng)
-    return _mix(imp, np.ones(x.shape[1], dtype=bool))
-
-
-def distinct_values(x: np.ndarray) -> np.ndarray:
-    """Number of distinct values (F,) of each column, NaN aside."""
-    return np.array([np.unique(col[~np.isnan(col)]).size for col in x.T], dtype=np.int64)
-
-
-def cell_columns(x: np.ndarray, y: np.ndarray, classification: bool, allowed: np.ndarray,
-                 rng: np.random.Generator) -> np.ndarray:
-    """Indices of the ``allowed`` (discrete) columns whose combinations predict the target
-    best: forward selection, one column at a time while the held-out score rises, of a
-    model that predicts each cell of the chosen columns' values by its mean target (class
-    indicators for classification), shrunk to the overall mean by CELL_SHRINK rows.
-
-    This finds the interaction that a date's month and day form (each alone says little)
-    from cell counts only, without the network.
-    """
-    take = rng.choice(len(x), min(len(x), 20000), replace=False)
-    x, y = x[take], y[take]
-    target = np.eye(int(y.max()) + 1)[y.astype(np.int64)] if classification else \
-        ((y - y.mean()) / (y.std() or 1.0))[:, None]
-    fit = rng.uniform(size=len(x)) < 0.8
-    codes = {int(f): np.unique(np.nan_to_num(x[:, f], nan=np.inf), return_inverse=True)[1]
-             for f in np.flatnonzero(allowed)}
-
-    def score(cells: np.ndarray) -> float:
-        n = np.bincount(cells[fit], minlength=cells.max() + 1)[:, None]
-        sums = np.stack([np.bincount(cells[fit], t, cells.max() + 1) for t in
-                         target[fit].T], axis=1)
-        mean = target[fit].mean(0)
-        pred = (sums + CELL_SHRINK * mean) / (n + CELL_SHRINK)
-        err = ((target[~fit] - pred[cells[~fit]]) ** 2).sum()
-        return 1.0 - err / ((target[~fit] - mean) ** 2).sum()
-
-    chosen, cells, best = [], np.zeros(len(x), dtype=np.int64), 0.0
-    while len(chosen) < CELL_MAX_COLUMNS:
-        trials = {f: np.unique(cells * (c.max() + 1) + c, return_inverse=True)[1]
-                  for f, c in codes.items() if f not in chosen}
-        scores = {f: score(c) for f, c in trials.items()}
-        if not scores or max(scores.values()) <= best + CELL_MIN_GAIN:
-            break
-        f = max(scores, key=scores.get)
-        chosen, cells, best = chosen + [f], trials[f], scores[f]
-    return np.array(chosen, dtype=np.int64)
-
-
-def routing_candidates(x: np.ndarray, y: np.ndarray, classification: bool,
-                       rng: np.random.Generator,
-                       routing: str = "auto") -> dict[str, np.ndarray]:
-    """Split probabilities (F,) per routing: "importance" over every column, and "cells"
-    over the discrete columns whose combinations predict the target
-    (:func:`cell_columns`), where there are such columns and not every column is one.
-
-    ``routing`` "auto" returns both (for :func:`choose_routing`), a name only that one;
-    "cells" falls back to "importance" where it is not offered.
-    """
-    imp = feature_importances(x, y, classification, rng)
-    candidates = {}
-    if routing in ("auto", "importance"):
-        candidates["importance"] = _mix(imp, np.ones(x.shape[1], dtype=bool))
-    if routing in ("auto", "cells"):
-        levels = distinct_values(x)
-        discrete = (levels >= 2) & (levels <= DISCRETE_MAX_LEVELS)
-        cols = cell_columns(x, y, classification, discrete, rng) if discrete.any() else []
-        allowed = np.zeros(x.shape[1], dtype=bool)
-        allowed[cols] = True
-        if 0 < len(cols) < (levels >= 2).sum():
-            candidates["cells"] = _mix(imp, allowed)
-    if not candidates:  # "cells" asked where it is not offered
-        candidates["importance"] = _mix(imp, np.ones(x.shape[1], dtype=bool))
-    return candidates
 
 
 @dataclass(frozen=True)
@@ -440,7 +199,8 @@ class LocalContexts:
         len(encodings)]`` in every one of its leaves, as a member of one context does
         (i counted from ``first_member``, for members joining a reused one).
         Routers split on features drawn with probabilities ``weights`` (F,)
-        (:func:`routing_candidates`), by default :func:`split_weights`.
+        (:func:`pfn.routing.routing_candidates`), by default
+        :func:`pfn.routing.split_weights`.
         """
         rng = np.random.default_rng(seed)
         feature_sets = draw_feature_sets(x.shape[1], max_features, n_estimators, rng)
@@ -603,7 +363,5 @@ def progress(enabled: bool, total: int, desc: str):
         yield bar
 
 
-__all__ = ["LocalContexts", "RowRouter", "grow_router", "check_memory", "progress",
-           "MEMORY_BUDGET", "ROUTINGS", "Route", "RoutingTrial", "routing_candidates",
-           "choose_routing", "distinct_values", "cell_columns", "feature_importances",
-           "split_weights"]
+__all__ = ["LocalContexts", "check_memory", "progress", "MEMORY_BUDGET", "Route", "RoutingTrial",
+           "choose_routing"]

@@ -36,8 +36,9 @@ from safetensors import SafetensorError
 
 from pfn.boosting import BoostedTrees
 from pfn.categorical import CategoryEncoding
-from pfn.contexts import LocalContexts, RowRouter
+from pfn.contexts import LocalContexts
 from pfn.preprocessing import EnsemblePlan, Member, TableEncoder
+from pfn.routing import RowRouter
 from pfn.target_transform import TargetTransform
 from pfn.transforms import MemberTransform
 

@@ -162,12 +162,12 @@ def test_forced_feature_for_classifier_one_context_and_multiclass():
 def test_auto_does_not_offer_the_feature_where_it_would_make_groups(monkeypatch):
     """Beyond the network's 10 classes (a tree per class and round) or 100 features, "auto"
     does not even fit the booster."""
-    import pfn.estimators
+    import pfn.estimator_base
 
     def refuse(*args, **kwargs):
         raise AssertionError("the booster was fitted")
 
-    monkeypatch.setattr(pfn.estimators, "fit_boosted_feature", refuse)
+    monkeypatch.setattr(pfn.estimator_base, "fit_boosted_feature", refuse)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1200, 3))
     labels = np.digitize(x[:, 0], np.quantile(x[:, 0], np.linspace(0, 1, 13)[1:-1]))

@@ -10,8 +10,8 @@ import pytest
 
 from pfn import PFNClassifier, PFNRegressor
 from pfn.bar_distribution import rebin, rebin_matrix
-from pfn.contexts import grow_router, split_weights
 from pfn.preprocessing import draw_feature_sets
+from pfn.routing import grow_router, split_weights
 
 SMALL = dict(n_estimators=2, max_train_rows=100)
 

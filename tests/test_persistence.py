@@ -20,7 +20,7 @@ import safetensors.numpy
 import torch
 from safetensors import safe_open
 
-from pfn import PFNClassifier, PFNRegressor, estimators
+from pfn import PFNClassifier, PFNRegressor, estimator_base
 from pfn.checkpoint import save_model, weights_fingerprint
 from pfn.engines.onnx_engine import OnnxEngine
 from pfn.model import PFN
@@ -239,7 +239,7 @@ def swappable(tiny, tmp_path) -> tuple[Path, str, str]:
 
 def install_other(path: Path) -> None:
     shutil.copy(path.with_name("other.safetensors"), path)
-    estimators._ENGINES.clear()  # as in a new process
+    estimator_base._ENGINES.clear()  # as in a new process
 
 
 @pytest.mark.parametrize("how", ["pickle", "save"])

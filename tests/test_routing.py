@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pfn import PFNClassifier, PFNRegressor
-from pfn.contexts import cell_columns, distinct_values, grow_router, routing_candidates
+from pfn.routing import cell_columns, distinct_values, grow_router, routing_candidates
 
 
 def _cells(n=5000, seed=0):
