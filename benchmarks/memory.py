@@ -1,6 +1,7 @@
 """Peak memory of predicting 200,000 rows: classification and regression, every method.
 
     PYTHONPATH=. python benchmarks/memory.py [--rows 200000] [--train 5000]
+        [--context-strategy stacked]
 
 Each (task, method) runs in its own subprocess, which fits on ``--train`` synthetic rows
 (more than ``max_train_rows``, so local contexts are used) and predicts ``--rows`` rows with
@@ -8,7 +9,9 @@ Each (task, method) runs in its own subprocess, which fits on ``--train`` synthe
 ``predict_distribution`` (regression), default settings on one thread. Printed: the
 subprocess's peak resident memory (``ru_maxrss``: interpreter, libraries, model, data and
 results included), that peak before predicting, the result's size, and seconds. The target is a
-peak under 1.5 GB for every line.
+peak under 1.5 GB for every line with the defaults. With ``--context-strategy stacked`` every
+row's distribution has its own borders (float64), so ``predict_distribution`` stores 12
+bytes per bucket and row instead of 4.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(task: str, method: str, rows: int, train: int, n_estimators: str) -> dict:
+def worker(task: str, method: str, rows: int, train: int, n_estimators: str,
+           context_strategy: str = "local") -> dict:
     import numpy as np
 
     from pfn import PFNClassifier, PFNRegressor
@@ -41,13 +45,14 @@ def worker(task: str, method: str, rows: int, train: int, n_estimators: str) -> 
     x = rng.normal(size=(train + rows, 8)).astype(np.float64)
     signal = x[:, 0] + np.sin(2 * x[:, 1]) + 0.3 * rng.normal(size=len(x))
     est = (PFNClassifier if task == "classification" else PFNRegressor)(
-        n_estimators=n_estimators if n_estimators == "auto" else int(n_estimators), n_jobs=1)
+        n_estimators=n_estimators if n_estimators == "auto" else int(n_estimators), n_jobs=1,
+        context_strategy=context_strategy)
     est.fit(x[:train], signal[:train] > 0 if task == "classification" else signal[:train])
     before = rss_mb()
     t0 = time.perf_counter()
     out = getattr(est, method)(x[train:])
     seconds = time.perf_counter() - t0
-    size = out.probs.nbytes if hasattr(out, "probs") else out.nbytes
+    size = out.probs.nbytes + out.borders.nbytes if hasattr(out, "probs") else out.nbytes
     return {"task": task, "method": method, "peak_mb": rss_mb(), "fitted_mb": before,
             "result_mb": size / 2**20, "seconds": seconds}
 
@@ -57,20 +62,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--train", type=int, default=5000)
     ap.add_argument("--n-estimators", default="auto", help="'auto' (the default) or a number")
+    ap.add_argument("--context-strategy", default="local", choices=("local", "stacked"))
     ap.add_argument("--worker", nargs=2, metavar=("TASK", "METHOD"))
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.rows, args.train, args.n_estimators)))
+        print(json.dumps(worker(*args.worker, args.rows, args.train, args.n_estimators,
+                                args.context_strategy)))
         return
     print(f"# Prediction memory: {args.rows} rows, {args.train} training rows, "
-          f"n_estimators={args.n_estimators}\n")
+          f"n_estimators={args.n_estimators}, context_strategy={args.context_strategy}\n")
     print("| task | method | peak RSS (MB) | before predict (MB) | result (MB) | seconds |")
     print("|---|---|---|---|---|---|")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for task, method in CASES:
         proc = subprocess.run([sys.executable, __file__, "--worker", task, method, "--rows",
                                str(args.rows), "--train", str(args.train), "--n-estimators",
-                               str(args.n_estimators)], capture_output=True, text=True,
+                               str(args.n_estimators), "--context-strategy",
+                               args.context_strategy], capture_output=True, text=True,
                               env=env)
         if proc.returncode != 0:
             print(f"| {task} | {method} | failed: {proc.stderr.strip()[-200:]} | | | |")

@@ -41,6 +41,8 @@ OPTION_VARIANTS: dict[str, dict[str, Any]] = {
     # the boosted model's out-of-fold prediction as a feature: always, or never
     "ours_boost": {"boosting_feature": True},
     "ours_noboost": {"boosting_feature": False},
+    # large tables: one context + a booster on the other rows, blended (pfn.stacking)
+    "ours_stacked": {"context_strategy": "stacked"},
     # regression targets through a Yeo-Johnson transform, or as they are, whatever the size
     "ours_ypower": {"target_transform": "power"},
     "ours_ynone": {"target_transform": "none"},

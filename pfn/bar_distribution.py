@@ -255,6 +255,12 @@ class BarDistribution:
         probabilities (e.g. back from standardised targets to the user's units)."""
         return BarDistribution(self.probs, self.borders * scale + shift)
 
+    def shift(self, delta: np.ndarray) -> BarDistribution:
+        """The distribution of ``Y + delta`` per row (delta (n,)): exactly, the borders move,
+        which gives every row its own set, (n, K + 1)."""
+        d = np.asarray(delta, dtype=np.float64).reshape(-1, 1)
+        return BarDistribution(self.probs, np.asarray(self.borders, dtype=np.float64) + d)
+
     def clip_tails(self, y_min: float, y_max: float, y_std: float) -> BarDistribution:
         """Outer tails that end within ``TAIL_MARGIN`` target spans of the training targets.
 

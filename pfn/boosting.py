@@ -156,6 +156,14 @@ def _threads(n_jobs: int | None):
     return threadpool_limits(limits=int(n_jobs), user_api="openmp")
 
 
+def fit_booster(x: np.ndarray, y: np.ndarray, classification: bool, seed: int,
+                n_jobs: int | None = None) -> BoostedTrees:
+    """The booster fitted on (x, y) with ``n_jobs`` threads, copied (no out-of-fold
+    predictions: :mod:`pfn.stacking` keeps its own rows out of the fit instead)."""
+    with _threads(n_jobs):
+        return _fit(x, y, classification, seed)
+
+
 def fit_boosted_feature(x: np.ndarray, y: np.ndarray, classification: bool, seed: int,
                         n_jobs: int | None = None) -> tuple[np.ndarray, BoostedTrees]:
     """The training rows' out-of-fold feature (n, k) and the trees that give new rows

@@ -10,6 +10,7 @@ Kept apart from the estimators so that their module reads as the public face: pa
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,16 @@ from pfn.preprocessing import (
 )
 from pfn.routing import ROUTINGS, routing_candidates
 from pfn.saving import SavingMixin, nested
+from pfn.stacking import (
+    STRATEGIES,
+    blend,
+    booster_probs,
+    choose_weight,
+    fit_stacked_booster,
+    network_view,
+    refusal,
+    split_rows,
+)
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -45,9 +56,11 @@ except ImportError:  # pragma: no cover
     _validate_data = None
 
 
-# Members when n_estimators="auto": within one context, and with local contexts.
+# Members when n_estimators="auto": within one context, with local contexts, and with the
+# stacked strategy's one context (whose members cost a network pass per test row each).
 AUTO_MEMBERS = 8
 AUTO_MEMBERS_LOCAL = 4
+AUTO_MEMBERS_STACKED = 1
 
 _ENGINES: dict[tuple, Engine] = {}  # the 4 used last, oldest first
 _ENGINES_LOCK = threading.Lock()
@@ -86,7 +99,8 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
                  random_state=0, device: str = "cpu", categorical_features="auto",
                  categorical_encoding: str | tuple[str, ...] = DEFAULT_ENCODING,
                  n_jobs: int | None = None, verbose: bool = False,
-                 context_routing: str = "auto", boosting_feature: str | bool = "auto") -> None:
+                 context_routing: str = "auto", boosting_feature: str | bool = "auto",
+                 context_strategy: str = "local") -> None:
         self.n_estimators = n_estimators
         self.engine = engine
         self.model_path = model_path
@@ -101,6 +115,7 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
         self.verbose = verbose
         self.context_routing = context_routing
         self.boosting_feature = boosting_feature
+        self.context_strategy = context_strategy
 
     # ----- shared machinery -----------------------------------------------------------------
     def _check_params(self) -> None:
@@ -133,6 +148,13 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
                 or (isinstance(self.boosting_feature, str) and self.boosting_feature == "auto")):
             raise ValueError(f"boosting_feature must be 'auto', True or False, got "
                              f"{self.boosting_feature!r}")
+        if not (isinstance(self.context_strategy, str) and self.context_strategy in STRATEGIES):
+            raise ValueError(f"context_strategy must be one of {STRATEGIES}, got "
+                             f"{self.context_strategy!r}")
+        if self.context_strategy == "stacked" and self.boosting_feature is False:
+            raise ValueError("context_strategy='stacked' reads most training rows through a "
+                             "booster, which boosting_feature=False rules out: pass "
+                             "boosting_feature='auto' or context_strategy='local'")
         resolve_engine_name(self.engine, self.model_path, self.device)  # validates the name
         if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(
                 self.n_jobs, (int, np.integer)) or self.n_jobs < 1):
@@ -183,12 +205,17 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
         transforms = (self.transforms,) if isinstance(self.transforms, str) else self.transforms
         check_memory(engine, self.max_train_rows, self.test_batch_size)
         local = self._local_contexts(x.shape[0])
-        levels, self.booster_ = self.encoder_.n_levels, None
-        boosted = self._boosted(engine, x, levels, y_net, y_idx, local, seed)
+        stacked = local and self._stacked(engine, x.shape, y_idx)
+        local = local and not stacked
+        self.context_strategy_ = "stacked" if stacked else "local" if local else None
+        levels, self.booster_, self.booster_weight_ = self.encoder_.n_levels, None, None
+        boosted = None if stacked else self._boosted(engine, x, levels, y_net, y_idx, local,
+                                                     seed)
         if boosted is not None and self.boosting_feature is True:
             (x, levels, self.booster_), boosted = boosted, None
         if isinstance(self.n_estimators, str):  # "auto"
-            self.n_estimators_ = AUTO_MEMBERS_LOCAL if local else AUTO_MEMBERS
+            self.n_estimators_ = AUTO_MEMBERS_STACKED if stacked else \
+                AUTO_MEMBERS_LOCAL if local else AUTO_MEMBERS
         else:
             self.n_estimators_ = int(self.n_estimators)
         draws = dict(n_estimators=self.n_estimators_, max_features=engine.max_features,
@@ -212,15 +239,56 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
             trial = reuse = None
             self.context_routing_, self.routing_losses_ = None, {}
             self.contexts_ = None
-            self.plan_ = EnsemblePlan.fit(x, y_idx, levels,
-                                          max_train_rows=self.max_train_rows, **draws)
-            inputs = self.plan_.train_inputs(x, y_net)  # one (x, y) per group of members
+            rows = slice(None)
+            if stacked:  # one context of the rows split_rows gives it, the booster's column
+                split = split_rows(x.shape[0], self.max_train_rows, y_idx,
+                                   np.random.default_rng(seed))
+                self.booster_, raw = fit_stacked_booster(
+                    x, y_net if y_idx is None else y_idx, split, y_idx is not None, seed,
+                    self.n_jobs)
+                x = np.hstack([x, raw])
+                levels = np.concatenate([levels, np.zeros(raw.shape[1], levels.dtype)])
+                rows = split.context
+            self.plan_ = EnsemblePlan.fit(
+                x[rows], None if y_idx is None else y_idx[rows], levels,
+                max_train_rows=self.max_train_rows, **draws,
+                n_classes=None if y_idx is None else int(y_idx.max()) + 1)
+            inputs = self.plan_.train_inputs(x[rows], y_net[rows])  # one (x, y) per group
             self.x_train_ = [xg for xg, _ in inputs]
             self.y_train_ = [yg for _, yg in inputs]
         self.__dict__.pop("_context_arrays", None)  # a loaded cache belongs to the old fit
         self._context = self._engine_fit(engine, trial.contexts if reuse else None)
         self.weights_fingerprint_ = engine.weights_fingerprint
         self.boosting_feature_ = self.booster_ is not None
+        if stacked:  # the booster's weight, chosen on the held-out rows (pfn.stacking)
+            held = x[split.held]
+            self.booster_weight_ = choose_weight(
+                self._network_view(engine, held, self._temperature()),
+                held[:, -self.booster_.n_outputs:], (y_net if y_idx is None else y_idx)[split.held])
+
+    def _stacked(self, engine, shape: tuple[int, int], y_idx: np.ndarray | None,
+                 warn: bool = True) -> bool:
+        """Whether a fit of ``shape`` (rows, features) beyond ``max_train_rows`` rows takes
+        the stacked strategy: asked for, and :func:`pfn.stacking.refusal` finds no reason
+        against it; else local contexts, with a warning saying why."""
+        if self.context_strategy != "stacked":
+            return False
+        why = refusal(shape, 0 if y_idx is None else int(y_idx.max()) + 1,
+                      self.max_train_rows, engine.max_features, engine.max_classes)
+        if why is not None and warn:
+            warnings.warn(f"context_strategy='stacked' needs {why}; using local contexts "
+                          "(context_strategy_='local')", UserWarning, stacklevel=4)
+        return why is None
+
+    def _network_view(self, engine, x: np.ndarray, temperature: float):
+        """:func:`pfn.stacking.network_view` of this fit's one context; a regressor's tails
+        are clipped to its training targets' range, in the standardised space."""
+        clip = None if self._task == "classification" else tuple(
+            (v - self.y_mean_) / self.y_std_ for v in (self.y_min_, self.y_max_))
+        return network_view(self.plan_, engine, self._context, x, temperature, clip)
+
+    def _temperature(self) -> float:
+        return float(getattr(self, "softmax_temperature", 1.0))
 
     def _boosted(self, engine, x: np.ndarray, levels: np.ndarray, y_net: np.ndarray,
                  y_idx: np.ndarray | None, local: bool, seed: int
@@ -331,14 +399,22 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
         engine = self._ready_engine()
         local = getattr(self, "contexts_", None)
         booster = getattr(self, "booster_", None)  # None: saved before it existed
+        w = getattr(self, "booster_weight_", None)  # None: not stacked
         step = self.test_batch_size if local is None else local.chunk_rows(self.test_batch_size)
+        # the booster's columns for every row at once: its trees are walked one at a time,
+        # which pays per call (small arrays, (n, 1 or classes))
+        boost = None if booster is None else booster.predict(x)
         with progress(self.verbose and len(x) > step, -(-len(x) // step), "predict") as bar:
             for start in range(0, len(x), step):
                 chunk = x[start:start + step]
-                if booster is not None:
-                    chunk = np.hstack([chunk, booster.predict(chunk)])
+                if boost is not None:
+                    chunk = np.hstack([chunk, boost[start:start + step]])
                 if local is not None:
                     yield local.predict(engine, self._context, chunk, temperature)
+                elif w is not None:  # stacked: at weight 1 a classifier skips the network
+                    raw = chunk[:, -booster.n_outputs:]
+                    yield booster_probs(raw) if w == 1.0 and self._task == "classification" \
+                        else blend(self._network_view(engine, chunk, temperature), raw, w)
                 else:
                     out = self.plan_.network_outputs(engine, self._context, chunk)
                     yield self.plan_.combine_probs(out["probs"], temperature) \

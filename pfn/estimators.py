@@ -123,6 +123,18 @@ class PFNClassifier(ClassifierMixin, PFNEstimatorBase):
         it is clearly better (measured: the module says why). True: always, also within
         one context; False: never. Whether it is used is ``boosting_feature_``, the trees
         ``booster_``. It costs about 1.3x the fit + predict time on large tables.
+    context_strategy : how training sets beyond ``max_train_rows`` rows are read. "local"
+        (default): every row goes through the network, in local contexts
+        (:mod:`pfn.contexts`): the most accurate, at tens of times LightGBM's time on one
+        core. "stacked": the network reads one context of ``max_train_rows`` rows and a
+        booster fitted on the other rows (held-out rows aside) gives every row its
+        prediction as a feature; the prediction blends the two, with the weight the
+        held-out rows choose (:mod:`pfn.stacking` says why): several times faster, about
+        LightGBM's accuracy (figures: ``pfn/weights/MODEL_CARD.md``). It needs the
+        booster (not ``boosting_feature=False``), and falls back to "local", with a
+        warning, beyond ``max_classes`` classes or when the booster's columns would not
+        fit beside the features. The strategy used is ``context_strategy_`` (None within
+        one context), the booster's weight ``booster_weight_`` (None unless stacked).
     """
 
     _task = "classification"
@@ -134,14 +146,14 @@ class PFNClassifier(ClassifierMixin, PFNEstimatorBase):
                  categorical_encoding: str | tuple[str, ...] = DEFAULT_ENCODING,
                  softmax_temperature: float = 0.9, n_jobs: int | None = None,
                  verbose: bool = False, context_routing: str = "auto",
-                 boosting_feature: str | bool = "auto") -> None:
+                 boosting_feature: str | bool = "auto", context_strategy: str = "local") -> None:
         super().__init__(n_estimators=n_estimators, engine=engine, model_path=model_path,
                          max_train_rows=max_train_rows, test_batch_size=test_batch_size,
                          transforms=transforms, random_state=random_state, device=device,
                          categorical_features=categorical_features,
                          categorical_encoding=categorical_encoding, n_jobs=n_jobs,
                          verbose=verbose, context_routing=context_routing,
-                         boosting_feature=boosting_feature)
+                         boosting_feature=boosting_feature, context_strategy=context_strategy)
         self.softmax_temperature = softmax_temperature
 
     def fit(self, X, y) -> PFNClassifier:
@@ -201,14 +213,14 @@ class PFNRegressor(RegressorMixin, PFNEstimatorBase):
                  categorical_encoding: str | tuple[str, ...] = DEFAULT_ENCODING,
                  n_jobs: int | None = None, verbose: bool = False,
                  target_transform: str = "auto", context_routing: str = "auto",
-                 boosting_feature: str | bool = "auto") -> None:
+                 boosting_feature: str | bool = "auto", context_strategy: str = "local") -> None:
         super().__init__(n_estimators=n_estimators, engine=engine, model_path=model_path,
                          max_train_rows=max_train_rows, test_batch_size=test_batch_size,
                          transforms=transforms, random_state=random_state, device=device,
                          categorical_features=categorical_features,
                          categorical_encoding=categorical_encoding, n_jobs=n_jobs,
                          verbose=verbose, context_routing=context_routing,
-                         boosting_feature=boosting_feature)
+                         boosting_feature=boosting_feature, context_strategy=context_strategy)
         self.output = output
         self.target_transform = target_transform
 
@@ -223,9 +235,10 @@ class PFNRegressor(RegressorMixin, PFNEstimatorBase):
         y = self._check_y(y, np.float64)
         x = self._encode_train(X, y)
         kind = self.target_transform
-        if kind == "auto":
-            kind = "power" if self._local_contexts(x.shape[0]) or gross_outliers(y) \
-                else "none"
+        if kind == "auto":  # the stacked strategy's one context is one context
+            local = self._local_contexts(x.shape[0]) and not self._stacked(
+                self._get_engine(), x.shape, None, warn=False)
+            kind = "power" if local or gross_outliers(y) else "none"
         self.target_transform_ = TargetTransform(kind).fit(y)
         t = self.target_transform_.forward(y)  # what the network sees, then standardised:
         self.y_mean_ = float(t.mean())  # y_mean_ ... y_max_ describe t
@@ -252,15 +265,21 @@ class PFNRegressor(RegressorMixin, PFNEstimatorBase):
 
         Bucket probabilities are kept as float32 (4 bytes x n_buckets per row; float32
         holds a probability to 7 significant digits, far below the model's own error), and
-        filled chunk by chunk, so memory is that array plus one chunk.
+        filled chunk by chunk, so memory is that array plus one chunk. With the stacked
+        strategy each row has its own borders too (float64: 8 more bytes per bucket and
+        row); :meth:`iter_distributions` streams instead.
         """
-        n, probs, start = X.shape[0] if hasattr(X, "shape") else len(X), None, 0
+        n, probs, borders, start = X.shape[0] if hasattr(X, "shape") else len(X), None, None, 0
         for dist in self.iter_distributions(X):
             if probs is None:
                 probs = np.empty((n, dist.probs.shape[-1]), dtype=np.float32)
+                if dist.borders.ndim == 2:  # the stacked strategy moves each row's borders
+                    borders = np.empty((n, dist.borders.shape[-1]))
             probs[start:start + len(dist.probs)] = dist.probs
+            if borders is not None:
+                borders[start:start + len(dist.probs)] = dist.borders
             start += len(dist.probs)
-        return BarDistribution(probs, dist.borders)
+        return BarDistribution(probs, dist.borders if borders is None else borders)
 
     def predict(self, X) -> np.ndarray:
         """The ``output`` summary ("mean", "median" or "mode") per row (n_samples,)."""

@@ -122,6 +122,23 @@ def test_local_contexts_round_trip(tiny, tmp_path, engine, cls, rows):
 
 
 @pytest.mark.parametrize("cls", [PFNClassifier, PFNRegressor])
+@pytest.mark.parametrize("rows", [True, False])
+def test_stacked_strategy_round_trips_and_engines_agree(tiny, tmp_path, cls, rows):
+    """context_strategy="stacked": the booster, its weight and the one context survive a
+    save, with or without the training rows; both engines predict the same."""
+    X, _, _ = make_data()
+    fits = {engine: fitted(tiny, cls, engine, max_train_rows=16, context_strategy="stacked")
+            for engine in ("torch", "onnx")}
+    est = fits["onnx"]
+    assert est.context_strategy_ == "stacked" and est.booster_weight_ is not None
+    before = outputs(est, X[40:])
+    np.testing.assert_allclose(outputs(fits["torch"], X[40:]), before, atol=1e-4, rtol=1e-4)
+    loaded = cls.load(est.save(tmp_path / "est.safetensors", include_training_rows=rows))
+    assert loaded.booster_weight_ == est.booster_weight_
+    np.testing.assert_array_equal(outputs(loaded, X[40:]), before)
+
+
+@pytest.mark.parametrize("cls", [PFNClassifier, PFNRegressor])
 def test_a_cache_serves_the_other_engine(tiny, tmp_path, cls):
     """Both engines save the cache in one format (the ONNX fit graph's outputs)."""
     X, _, _ = make_data()

@@ -1,0 +1,171 @@
+"""context_strategy="stacked": one context for the network, a booster on the other rows,
+their predictions blended with a weight the held-out rows choose (pfn/stacking.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pfn.stacking as stacking
+from pfn import PFNClassifier, PFNRegressor
+from pfn.bar_distribution import BarDistribution
+from pfn.boosting import BoostedTrees
+from pfn.stacking import HELD_MAX_ROWS, WEIGHTS, booster_probs, choose_weight, split_rows
+
+STACKED = dict(context_strategy="stacked", max_train_rows=200)
+
+
+def _table(n=900, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    return x, x[:, 0] + np.sin(3 * x[:, 1]) + 0.3 * rng.normal(size=n)
+
+
+# ----- the pieces ---------------------------------------------------------------------------
+def test_rows_are_split_into_disjoint_roles_covering_every_row():
+    rng = np.random.default_rng(0)
+    y_idx = np.r_[np.zeros(900, int), np.ones(95, int), np.full(5, 2)]
+    split = split_rows(len(y_idx), 200, y_idx, rng)
+    roles = np.concatenate([split.context, split.held, split.rest])
+    np.testing.assert_array_equal(np.sort(roles), np.arange(len(y_idx)))
+    assert len(split.context) == 200 and len(split.held) == 80  # 10 % of the other 800
+    for c, count in enumerate(np.bincount(y_idx)):  # each class in about its share
+        assert abs(np.sum(y_idx[split.context] == c) - 200 * count / 1000) <= 1
+    assert len(split_rows(10**6, 1000, None, rng).held) == HELD_MAX_ROWS
+
+
+def _point_masses(means: np.ndarray) -> BarDistribution:
+    """Distributions (n,) of one narrow bucket around each mean."""
+    borders = np.linspace(-10, 10, 2001)
+    probs = np.zeros((len(means), 2000))
+    probs[np.arange(len(means)), np.searchsorted(borders, means) - 1] = 1.0
+    return BarDistribution(probs, borders)
+
+
+def test_weight_follows_the_better_side_on_held_out_rows():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=500)
+    noisy, other = y + rng.normal(size=500), y + rng.normal(size=500)
+    assert choose_weight(_point_masses(noisy), y[:, None], y) == 1.0  # the booster is exact
+    assert choose_weight(_point_masses(y), noisy[:, None], y) == 0.0
+    # equally good, independent errors: about half each
+    assert 0.3 <= choose_weight(_point_masses(noisy), other[:, None], y) <= 0.7
+    labels = rng.integers(0, 3, 500)
+    logits = np.log(np.eye(3)[labels] * 0.9 + 0.1 / 3)  # a booster 90 % sure and right
+    assert choose_weight(np.full((500, 3), 1 / 3), logits, labels) == 1.0
+    assert choose_weight(np.eye(3)[labels] * 0.9 + 0.1 / 3, np.zeros((500, 3)), labels) == 0.0
+
+
+def test_booster_outputs_become_probabilities():
+    p = booster_probs(np.array([[0.0], [np.log(3.0)]]))
+    np.testing.assert_allclose(p, [[0.5, 0.5], [0.25, 0.75]])
+    q = booster_probs(np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(q.sum(1), 1.0)
+    np.testing.assert_allclose(q[1], 1 / 3)
+    assert (np.diff(q[0]) > 0).all()
+
+
+def test_shifted_distribution_moves_mean_and_quantiles_exactly():
+    rng = np.random.default_rng(0)
+    borders = np.sort(rng.normal(size=31)) * 3
+    dist = BarDistribution(rng.dirichlet(np.ones(30), size=5), borders)
+    delta = rng.normal(size=5)
+    moved = dist.shift(delta)
+    np.testing.assert_allclose(moved.mean(), dist.mean() + delta)
+    np.testing.assert_allclose(moved.quantile([0.1, 0.5, 0.9]),
+                               dist.quantile([0.1, 0.5, 0.9]) + delta[:, None])
+    np.testing.assert_array_equal(moved.probs, dist.probs)
+
+
+# ----- the estimators -----------------------------------------------------------------------
+def test_regressor_reads_every_row_and_blends_as_documented(monkeypatch):
+    seen = []
+    fit = stacking.fit_booster
+    monkeypatch.setattr(stacking, "fit_booster",
+                        lambda x, *a, **k: seen.append(len(x)) or fit(x, *a, **k))
+    x, y = _table()
+    m = PFNRegressor(**STACKED).fit(x[:700], y[:700])
+    assert m.context_strategy_ == "stacked" and m.n_estimators_ == 1
+    assert isinstance(m.booster_, BoostedTrees) and m.booster_weight_ in WEIGHTS
+    assert m.x_train_[0].shape == (1, 200, 5)  # one member, the context + booster column
+    assert seen == [700 - 200 - 50]  # the booster: every row but the context and held out
+    pred = m.predict(x[700:])
+    np.testing.assert_allclose(m.predict_distribution(x[700:]).mean(), pred, rtol=1e-6)
+    q = m.predict_quantiles(x[700:], [0.05, 0.5, 0.95])
+    assert (np.diff(q, axis=1) > 0).all()
+    # the blend: with weight 1 the mean is the booster's, with 0 the network's alone (up to
+    # the outer tails, clipped to the training targets' range again after the move)
+    booster = m.booster_.predict(m.encoder_.transform(x[700:]))[:, 0] * m.y_std_ + m.y_mean_
+    tol = 1e-3 * y.std()
+    m.booster_weight_ = 1.0
+    np.testing.assert_allclose(m.predict(x[700:]), booster, atol=tol)
+    m.booster_weight_ = 0.0
+    alone = m.predict(x[700:])
+    m.booster_weight_ = 0.5
+    np.testing.assert_allclose(m.predict(x[700:]), (alone + booster) / 2, atol=tol)
+    assert np.mean((pred - y[700:]) ** 2) < 0.5 * np.var(y[700:])
+
+
+def test_classifier_blends_probabilities_and_skips_the_network_at_weight_one():
+    x, y = _table()
+    labels = np.digitize(y, [-0.5, 0.5])
+    m = PFNClassifier(**STACKED).fit(x[:700], labels[:700])
+    assert m.context_strategy_ == "stacked" and m.booster_.n_outputs == 3
+    proba = m.predict_proba(x[700:])
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    booster = booster_probs(m.booster_.predict(m.encoder_.transform(x[700:])))
+    m.booster_weight_ = 1.0
+    np.testing.assert_allclose(m.predict_proba(x[700:]), booster)
+    m.booster_weight_ = 0.0
+    alone = m.predict_proba(x[700:])
+    m.booster_weight_ = 0.3
+    np.testing.assert_allclose(m.predict_proba(x[700:]), 0.7 * alone + 0.3 * booster)
+    assert np.mean(proba.argmax(1) == labels[700:]) > 0.6
+
+
+def test_round_trip_keeps_the_stacked_predictions(tmp_path):
+    x, y = _table()
+    m = PFNClassifier(**STACKED).fit(x[:700], y[:700] > 0)
+    loaded = PFNClassifier.load(m.save(tmp_path / "m.safetensors"))
+    assert loaded.booster_weight_ == m.booster_weight_
+    np.testing.assert_array_equal(loaded.predict_proba(x[700:]), m.predict_proba(x[700:]))
+
+
+def test_a_class_of_two_rows_is_still_predicted():
+    x, y = _table()
+    labels = (y > 0).astype(int)
+    labels[:2] = 2  # the rest may lack it: then the booster is fitted on every row
+    m = PFNClassifier(**STACKED).fit(x[:700], labels[:700])
+    proba = m.predict_proba(x[700:])
+    assert proba.shape == (200, 3) and np.isfinite(proba).all()
+
+
+def test_within_one_context_the_strategy_changes_nothing():
+    x, y = _table(300)
+    a = PFNRegressor(n_estimators=2).fit(x[:200], y[:200])
+    b = PFNRegressor(n_estimators=2, context_strategy="stacked").fit(x[:200], y[:200])
+    assert b.context_strategy_ is None and b.booster_weight_ is None
+    np.testing.assert_array_equal(a.predict(x[200:]), b.predict(x[200:]))
+
+
+@pytest.mark.parametrize("rows, n_classes, match", [
+    (215, 2, "20 training rows beyond max_train_rows=200"),
+    (700, 12, "at most 10 classes"),
+])
+def test_falls_back_to_local_contexts_with_a_warning(rows, n_classes, match):
+    x, y = _table(rows)
+    labels = np.digitize(y, np.quantile(y, np.linspace(0, 1, n_classes + 1)[1:-1]))
+    with pytest.warns(UserWarning, match=match):
+        m = PFNClassifier(n_estimators=1, **STACKED).fit(x, labels)
+    assert m.context_strategy_ == "local" and m.booster_weight_ is None
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"context_strategy": "fast"}, "context_strategy must be one of"),
+    ({"context_strategy": None}, "context_strategy must be one of"),
+    ({"context_strategy": "stacked", "boosting_feature": False}, "boosting_feature=False"),
+])
+def test_bad_strategies_are_refused(params, match):
+    x, y = _table(300)
+    with pytest.raises(ValueError, match=match):
+        PFNRegressor(**params).fit(x, y)
