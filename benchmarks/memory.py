@@ -4,14 +4,13 @@
         [--context-strategy stacked]
 
 Each (task, method) runs in its own subprocess, which fits on ``--train`` synthetic rows
-(more than ``max_train_rows``, so local contexts are used) and predicts ``--rows`` rows with
+(more than ``max_train_rows`` and fewer than 10,000, so the default strategy reads them in
+local contexts) and predicts ``--rows`` rows with
 ``predict``, ``predict_proba`` (classification), ``predict_quantiles`` or
 ``predict_distribution`` (regression), default settings on one thread. Printed: the
 subprocess's peak resident memory (``ru_maxrss``: interpreter, libraries, model, data and
 results included), that peak before predicting, the result's size, and seconds. The target is a
-peak under 1.5 GB for every line with the defaults. With ``--context-strategy stacked`` every
-row's distribution has its own borders (float64), so ``predict_distribution`` stores 12
-bytes per bucket and row instead of 4.
+peak under 1.5 GB for every line.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ def rss_mb() -> float:
 
 
 def worker(task: str, method: str, rows: int, train: int, n_estimators: str,
-           context_strategy: str = "local") -> dict:
+           context_strategy: str = "auto") -> dict:
     import numpy as np
 
     from pfn import PFNClassifier, PFNRegressor
@@ -52,7 +51,8 @@ def worker(task: str, method: str, rows: int, train: int, n_estimators: str,
     t0 = time.perf_counter()
     out = getattr(est, method)(x[train:])
     seconds = time.perf_counter() - t0
-    size = out.probs.nbytes + out.borders.nbytes if hasattr(out, "probs") else out.nbytes
+    size = out.nbytes if not hasattr(out, "probs") else out.probs.nbytes + out.borders.nbytes \
+        + (0 if out.offset is None else out.offset.nbytes)
     return {"task": task, "method": method, "peak_mb": rss_mb(), "fitted_mb": before,
             "result_mb": size / 2**20, "seconds": seconds}
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--train", type=int, default=5000)
     ap.add_argument("--n-estimators", default="auto", help="'auto' (the default) or a number")
-    ap.add_argument("--context-strategy", default="local", choices=("local", "stacked"))
+    ap.add_argument("--context-strategy", default="auto", choices=("auto", "local", "stacked"))
     ap.add_argument("--worker", nargs=2, metavar=("TASK", "METHOD"))
     args = ap.parse_args(argv)
     if args.worker:

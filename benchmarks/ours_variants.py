@@ -41,8 +41,10 @@ OPTION_VARIANTS: dict[str, dict[str, Any]] = {
     # the boosted model's out-of-fold prediction as a feature: always, or never
     "ours_boost": {"boosting_feature": True},
     "ours_noboost": {"boosting_feature": False},
-    # large tables: one context + a booster on the other rows, blended (pfn.stacking)
+    # large tables: one context + a booster on the other rows, blended (pfn.stacking), or
+    # local contexts, whatever the size ("auto" chooses by the rows beyond the context)
     "ours_stacked": {"context_strategy": "stacked"},
+    "ours_local": {"context_strategy": "local"},
     # regression targets through a Yeo-Johnson transform, or as they are, whatever the size
     "ours_ypower": {"target_transform": "power"},
     "ours_ynone": {"target_transform": "none"},

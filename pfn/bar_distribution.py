@@ -219,10 +219,14 @@ class BarDistribution:
     """Predictive distributions of n rows: bucket probabilities (n, K) over borders (K + 1,).
 
     ``borders`` may also be (n, K + 1), one set per row; every method broadcasts.
+    ``offset`` (n,), if given, moves each row's distribution by that much (the stacked
+    strategy's blend, :meth:`shift`): the borders stay shared, so n rows cost one
+    probability per bucket and one offset, not a set of borders each.
     """
 
     probs: np.ndarray
     borders: np.ndarray
+    offset: np.ndarray | None = None
 
     @classmethod
     def from_logits(cls, logits: np.ndarray, borders: np.ndarray) -> BarDistribution:
@@ -248,27 +252,42 @@ class BarDistribution:
     @classmethod
     def concatenate(cls, parts: list[BarDistribution]) -> BarDistribution:
         """The rows of ``parts`` (which share their borders) as one distribution."""
-        return cls(np.concatenate([d.probs for d in parts]), parts[0].borders)
+        offset = None if parts[0].offset is None else np.concatenate([d.offset for d in parts])
+        return cls(np.concatenate([d.probs for d in parts]), parts[0].borders, offset)
 
     def affine(self, scale: float, shift: float) -> BarDistribution:
         """The distribution of ``scale * Y + shift`` (scale > 0): the borders move, not the
         probabilities (e.g. back from standardised targets to the user's units)."""
-        return BarDistribution(self.probs, self.borders * scale + shift)
+        offset = None if self.offset is None else self.offset * scale
+        return BarDistribution(self.probs, self.borders * scale + shift, offset)
 
     def shift(self, delta: np.ndarray) -> BarDistribution:
-        """The distribution of ``Y + delta`` per row (delta (n,)): exactly, the borders move,
-        which gives every row its own set, (n, K + 1)."""
-        d = np.asarray(delta, dtype=np.float64).reshape(-1, 1)
-        return BarDistribution(self.probs, np.asarray(self.borders, dtype=np.float64) + d)
+        """The distribution of ``Y + delta`` per row (delta (n,)): exact, as an ``offset``."""
+        d = np.asarray(delta, dtype=np.float64).reshape(-1)
+        return BarDistribution(self.probs, self.borders,
+                               d if self.offset is None else self.offset + d)
+
+    def moved_borders(self) -> np.ndarray:
+        """The borders with ``offset`` applied: (n, K + 1) where there is one, else as
+        stored."""
+        b = np.asarray(self.borders, dtype=np.float64)
+        return b if self.offset is None else b + self.offset[:, None]
+
+    def _moved(self, values: np.ndarray) -> np.ndarray:
+        """Locations computed on the stored borders, moved by ``offset`` (per row)."""
+        if self.offset is None:
+            return values
+        return values + self.offset.reshape(self.offset.shape + (1,) * (values.ndim - 1))
 
     def clip_tails(self, y_min: float, y_max: float, y_std: float) -> BarDistribution:
         """Outer tails that end within ``TAIL_MARGIN`` target spans of the training targets.
 
         The span is ``max(y_max - y_min, y_std)``; see :func:`clip_outer_borders` for why
-        the outermost borders need it.
+        the outermost borders need it. With an ``offset`` the stored borders are clipped,
+        before the move (so the borders stay shared).
         """
         return BarDistribution(self.probs, clip_outer_borders(
-            self.borders, *tail_bounds(y_min, y_max, y_std)))
+            self.borders, *tail_bounds(y_min, y_max, y_std)), self.offset)
 
     def warp(self, fn) -> BarDistribution:
         """The distribution of ``fn(Y)`` for an increasing ``fn`` (e.g. the inverse of a
@@ -276,9 +295,10 @@ class BarDistribution:
 
         Each bucket's mass is exact; inside a mapped bucket the density is again taken as
         uniform. Borders that ``fn`` maps onto each other (a clipped range) are kept
-        ``1e-9`` spans apart, so every bucket keeps a width and a finite density.
+        ``1e-9`` spans apart, so every bucket keeps a width and a finite density. An
+        ``offset`` is applied first, so the result has borders per row.
         """
-        b = np.asarray(fn(np.asarray(self.borders, dtype=np.float64)), dtype=np.float64)
+        b = np.asarray(fn(self.moved_borders()), dtype=np.float64)
         if not np.isfinite(b).all():
             raise ValueError("warp: fn must map the borders to finite values")
         eps = 1e-9 * max(float(np.ptp(b)), 1e-12)
@@ -287,28 +307,30 @@ class BarDistribution:
 
     def mean(self) -> np.ndarray:
         """Expected value per row (n,)."""
-        return mean(self.probs, self.borders)
+        return self._moved(mean(self.probs, self.borders))
 
     def median(self) -> np.ndarray:
-        return median(self.probs, self.borders)
+        return self._moved(median(self.probs, self.borders))
 
     def mode(self) -> np.ndarray:
         """Centre of the densest bucket per row (outer buckets: their inner border)."""
-        return mode(self.probs, self.borders)
+        return self._moved(mode(self.probs, self.borders))
 
     def quantile(self, q) -> np.ndarray:
         """Quantiles (n, len(q)) for levels q in (0, 1)."""
         q = np.atleast_1d(np.asarray(q, dtype=np.float64))
-        return quantile(self.probs[:, None, :], self._borders_per_level(), q[None, :])
+        return self._moved(quantile(self.probs[:, None, :], self._borders_per_level(),
+                                    q[None, :]))
 
     def cdf(self, y) -> np.ndarray:
         """P(Y <= y) (n,) for targets y (n,)."""
-        y = np.asarray(y, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64) - (0.0 if self.offset is None else self.offset)
         return cdf(self.probs, self.borders, y[..., None])[..., 0]
 
     def log_prob(self, y) -> np.ndarray:
         """Log-density (n,) of targets y (n,)."""
-        return log_prob(self.probs, self.borders, np.asarray(y, dtype=np.float64))
+        y = np.asarray(y, dtype=np.float64) - (0.0 if self.offset is None else self.offset)
+        return log_prob(self.probs, self.borders, y)
 
     def _borders_per_level(self) -> np.ndarray:
         b = np.asarray(self.borders, dtype=np.float64)

@@ -40,6 +40,8 @@ from pfn.preprocessing import (
 from pfn.routing import ROUTINGS, routing_candidates
 from pfn.saving import SavingMixin, nested
 from pfn.stacking import (
+    AUTO_ROWS,
+    REGRESSION_CONTEXT_ROWS,
     STRATEGIES,
     blend,
     booster_probs,
@@ -100,7 +102,7 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
                  categorical_encoding: str | tuple[str, ...] = DEFAULT_ENCODING,
                  n_jobs: int | None = None, verbose: bool = False,
                  context_routing: str = "auto", boosting_feature: str | bool = "auto",
-                 context_strategy: str = "local") -> None:
+                 context_strategy: str = "auto") -> None:
         self.n_estimators = n_estimators
         self.engine = engine
         self.model_path = model_path
@@ -241,7 +243,7 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
             self.contexts_ = None
             rows = slice(None)
             if stacked:  # one context of the rows split_rows gives it, the booster's column
-                split = split_rows(x.shape[0], self.max_train_rows, y_idx,
+                split = split_rows(x.shape[0], self._stacked_context_rows(), y_idx,
                                    np.random.default_rng(seed))
                 self.booster_, raw = fit_stacked_booster(
                     x, y_net if y_idx is None else y_idx, split, y_idx is not None, seed,
@@ -269,16 +271,27 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
     def _stacked(self, engine, shape: tuple[int, int], y_idx: np.ndarray | None,
                  warn: bool = True) -> bool:
         """Whether a fit of ``shape`` (rows, features) beyond ``max_train_rows`` rows takes
-        the stacked strategy: asked for, and :func:`pfn.stacking.refusal` finds no reason
-        against it; else local contexts, with a warning saying why."""
-        if self.context_strategy != "stacked":
+        the stacked strategy: "stacked", or "auto" with AUTO_ROWS training rows or more,
+        and :func:`pfn.stacking.refusal` finds no reason against it; else
+        local contexts (with a warning saying why where "stacked" was asked for)."""
+        if self.context_strategy == "local" or self.boosting_feature is False:
             return False
-        why = refusal(shape, 0 if y_idx is None else int(y_idx.max()) + 1,
-                      self.max_train_rows, engine.max_features, engine.max_classes)
+        context = self._stacked_context_rows()
+        why = refusal(shape, 0 if y_idx is None else int(y_idx.max()) + 1, context,
+                      engine.max_features, engine.max_classes)
+        if self.context_strategy == "auto":
+            return why is None and shape[0] >= AUTO_ROWS
         if why is not None and warn:
             warnings.warn(f"context_strategy='stacked' needs {why}; using local contexts "
                           "(context_strategy_='local')", UserWarning, stacklevel=4)
         return why is None
+
+    def _stacked_context_rows(self) -> int:
+        """Rows of the stacked strategy's context: ``max_train_rows``, and for the
+        regressor at most REGRESSION_CONTEXT_ROWS (:mod:`pfn.stacking`)."""
+        if self._task == "regression":
+            return min(self.max_train_rows, REGRESSION_CONTEXT_ROWS)
+        return self.max_train_rows
 
     def _network_view(self, engine, x: np.ndarray, temperature: float):
         """:func:`pfn.stacking.network_view` of this fit's one context; a regressor's tails

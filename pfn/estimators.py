@@ -17,10 +17,12 @@ Limits of the network, handled without errors:
   all classes in one network call, and the number of calls grows with log(classes), not
   with classes;
 - more than ``max_train_rows`` (default 1500 for the classifier, 1000 for the regressor)
-  training rows: each member splits the rows
-  into local contexts of at most ``max_train_rows`` rows and routes every test row to its
-  context (:mod:`pfn.contexts`, which says why), so every training row is used. Contexts
-  are validated against a memory budget (:func:`pfn.contexts.check_memory`). 1000 rather
+  training rows: each member splits the rows into local contexts of at most
+  ``max_train_rows`` rows and routes every test row to its context (:mod:`pfn.contexts`,
+  which says why), or, from 10,000 training rows (``context_strategy``), the network reads
+  one context beside a booster fitted on the other rows (:mod:`pfn.stacking`); every
+  training row is used either way. Contexts are validated against a memory budget
+  (:func:`pfn.contexts.check_memory`). 1000 rather
   than 500 although the v1 prior had at most ~460 training rows: measured on
   benchmarks/real_data.py (figures in pfn/weights/MODEL_CARD.md, "Estimator defaults"),
   and fit + predict stays within the 1 s budget. The classifier's network saw datasets of
@@ -123,18 +125,23 @@ class PFNClassifier(ClassifierMixin, PFNEstimatorBase):
         it is clearly better (measured: the module says why). True: always, also within
         one context; False: never. Whether it is used is ``boosting_feature_``, the trees
         ``booster_``. It costs about 1.3x the fit + predict time on large tables.
-    context_strategy : how training sets beyond ``max_train_rows`` rows are read. "local"
-        (default): every row goes through the network, in local contexts
-        (:mod:`pfn.contexts`): the most accurate, at tens of times LightGBM's time on one
-        core. "stacked": the network reads one context of ``max_train_rows`` rows and a
-        booster fitted on the other rows (held-out rows aside) gives every row its
-        prediction as a feature; the prediction blends the two, with the weight the
-        held-out rows choose (:mod:`pfn.stacking` says why): several times faster, about
-        LightGBM's accuracy (figures: ``pfn/weights/MODEL_CARD.md``). It needs the
-        booster (not ``boosting_feature=False``), and falls back to "local", with a
-        warning, beyond ``max_classes`` classes or when the booster's columns would not
-        fit beside the features. The strategy used is ``context_strategy_`` (None within
-        one context), the booster's weight ``booster_weight_`` (None unless stacked).
+    context_strategy : how training sets beyond ``max_train_rows`` rows are read.
+        "stacked": the network reads one context of ``max_train_rows`` rows (the
+        regressor at most 500) and a booster (scikit-learn's HistGradientBoosting) fitted
+        on the other rows gives every row its prediction as a feature; the prediction
+        blends the network's and the booster's, with the weight that held-out rows choose
+        (:mod:`pfn.stacking` says why). "local": every row goes through the network, in
+        local contexts (:mod:`pfn.contexts`). "auto" (default): "stacked" from 10,000
+        training rows, "local" below. Measured (``pfn/weights/MODEL_CARD.md``, "Large
+        tables: the stacked strategy"): from 13,000 training rows the two were about as
+        accurate and "stacked" several times faster; at 2,000-5,000 "local" was clearly
+        more accurate and takes a few seconds. "stacked" needs the booster (not
+        ``boosting_feature=False``, with which "auto" means "local"), and falls back to
+        "local", with a warning, with fewer than 20 rows beyond the context, beyond
+        ``max_classes`` classes, or where the booster's columns would not fit beside the
+        features. The strategy used is
+        ``context_strategy_`` (None within one context), the booster's weight
+        ``booster_weight_`` (None unless stacked).
     """
 
     _task = "classification"
@@ -146,7 +153,7 @@ class PFNClassifier(ClassifierMixin, PFNEstimatorBase):
                  categorical_encoding: str | tuple[str, ...] = DEFAULT_ENCODING,
                  softmax_temperature: float = 0.9, n_jobs: int | None = None,
                  verbose: bool = False, context_routing: str = "auto",
-                 boosting_feature: str | bool = "auto", context_strategy: str = "local") -> None:
+                 boosting_feature: str | bool = "auto", context_strategy: str = "auto") -> None:
         super().__init__(n_estimators=n_estimators, engine=engine, model_path=model_path,
                          max_train_rows=max_train_rows, test_batch_size=test_batch_size,
                          transforms=transforms, random_state=random_state, device=device,
@@ -213,7 +220,7 @@ class PFNRegressor(RegressorMixin, PFNEstimatorBase):
                  categorical_encoding: str | tuple[str, ...] = DEFAULT_ENCODING,
                  n_jobs: int | None = None, verbose: bool = False,
                  target_transform: str = "auto", context_routing: str = "auto",
-                 boosting_feature: str | bool = "auto", context_strategy: str = "local") -> None:
+                 boosting_feature: str | bool = "auto", context_strategy: str = "auto") -> None:
         super().__init__(n_estimators=n_estimators, engine=engine, model_path=model_path,
                          max_train_rows=max_train_rows, test_batch_size=test_batch_size,
                          transforms=transforms, random_state=random_state, device=device,
@@ -265,21 +272,27 @@ class PFNRegressor(RegressorMixin, PFNEstimatorBase):
 
         Bucket probabilities are kept as float32 (4 bytes x n_buckets per row; float32
         holds a probability to 7 significant digits, far below the model's own error), and
-        filled chunk by chunk, so memory is that array plus one chunk. With the stacked
-        strategy each row has its own borders too (float64: 8 more bytes per bucket and
-        row); :meth:`iter_distributions` streams instead.
+        filled chunk by chunk, so memory is that array plus one chunk (and, with the
+        stacked strategy, one offset per row; with it and a target transform, borders per
+        row: 8 more bytes per bucket and row, where :meth:`iter_distributions` streams).
         """
-        n, probs, borders, start = X.shape[0] if hasattr(X, "shape") else len(X), None, None, 0
+        n, start = X.shape[0] if hasattr(X, "shape") else len(X), 0
+        probs = borders = offset = None
         for dist in self.iter_distributions(X):
             if probs is None:
                 probs = np.empty((n, dist.probs.shape[-1]), dtype=np.float32)
-                if dist.borders.ndim == 2:  # the stacked strategy moves each row's borders
+                if dist.borders.ndim == 2:  # a target transform after the stacked blend
                     borders = np.empty((n, dist.borders.shape[-1]))
-            probs[start:start + len(dist.probs)] = dist.probs
+                if dist.offset is not None:  # the stacked blend's move, per row
+                    offset = np.empty(n)
+            rows = slice(start, start + len(dist.probs))
+            probs[rows] = dist.probs
             if borders is not None:
-                borders[start:start + len(dist.probs)] = dist.borders
+                borders[rows] = dist.borders
+            if offset is not None:
+                offset[rows] = dist.offset
             start += len(dist.probs)
-        return BarDistribution(probs, dist.borders if borders is None else borders)
+        return BarDistribution(probs, dist.borders if borders is None else borders, offset)
 
     def predict(self, X) -> np.ndarray:
         """The ``output`` summary ("mean", "median" or "mode") per row (n_samples,)."""

@@ -142,7 +142,8 @@ def test_the_chosen_trial_member_is_reused_as_the_first_member(tmp_path):
     Its contexts lack only the held-out rows, every other member's hold every row, and a
     reloaded estimator re-encodes all of them to the same predictions."""
     x, y = _cells()
-    clf = PFNClassifier(max_train_rows=500, n_estimators=3).fit(x[:3750], y[:3750])
+    clf = PFNClassifier(max_train_rows=500, n_estimators=3, context_strategy="local").fit(
+        x[:3750], y[:3750])
     assert clf.routing_losses_ and len(clf.contexts_.routers) == 3
     rows = [np.sort(np.concatenate(leaves)) for leaves in clf.contexts_.leaf_rows]
     missing = np.setdiff1d(np.arange(3750), rows[0])

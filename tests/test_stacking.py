@@ -75,6 +75,17 @@ def test_shifted_distribution_moves_mean_and_quantiles_exactly():
     np.testing.assert_allclose(moved.quantile([0.1, 0.5, 0.9]),
                                dist.quantile([0.1, 0.5, 0.9]) + delta[:, None])
     np.testing.assert_array_equal(moved.probs, dist.probs)
+    assert moved.borders is dist.borders  # rows keep sharing one set of borders
+    y = rng.normal(size=5)
+    np.testing.assert_allclose(moved.cdf(y + delta), dist.cdf(y))
+    np.testing.assert_allclose(moved.log_prob(y + delta), dist.log_prob(y))
+    np.testing.assert_allclose(moved.affine(2.0, 1.0).mean(), 2 * (dist.mean() + delta) + 1)
+    np.testing.assert_allclose(moved.shift(-delta).mean(), dist.mean())
+    warped = moved.warp(np.exp)  # a target transform's inverse: borders per row
+    assert warped.offset is None and warped.borders.shape == (5, 31)
+    np.testing.assert_allclose(warped.borders, np.exp(moved.moved_borders()), rtol=1e-6)
+    both = BarDistribution.concatenate([moved, moved])
+    np.testing.assert_allclose(both.mean(), np.r_[moved.mean(), moved.mean()])
 
 
 # ----- the estimators -----------------------------------------------------------------------
@@ -88,7 +99,9 @@ def test_regressor_reads_every_row_and_blends_as_documented(monkeypatch):
     assert m.context_strategy_ == "stacked" and m.n_estimators_ == 1
     assert isinstance(m.booster_, BoostedTrees) and m.booster_weight_ in WEIGHTS
     assert m.x_train_[0].shape == (1, 200, 5)  # one member, the context + booster column
-    assert seen == [700 - 200 - 50]  # the booster: every row but the context and held out
+    # the first booster: every row but the context and the held-out ones; then, since it
+    # missed more than 10 % of them, the booster for new rows refitted on every row
+    assert seen == [700 - 200 - 50, 700]
     pred = m.predict(x[700:])
     np.testing.assert_allclose(m.predict_distribution(x[700:]).mean(), pred, rtol=1e-6)
     q = m.predict_quantiles(x[700:], [0.05, 0.5, 0.95])
@@ -106,13 +119,32 @@ def test_regressor_reads_every_row_and_blends_as_documented(monkeypatch):
     assert np.mean((pred - y[700:]) ** 2) < 0.5 * np.var(y[700:])
 
 
+def test_no_refit_where_the_first_booster_saw_most_rows(monkeypatch):
+    seen = []
+    fit = stacking.fit_booster
+    monkeypatch.setattr(stacking, "fit_booster",
+                        lambda x, *a, **k: seen.append(len(x)) or fit(x, *a, **k))
+    monkeypatch.setattr(stacking, "HELD_MAX_ROWS", 10)
+    x, y = _table(3000)
+    PFNRegressor(**STACKED).fit(x, y)
+    assert seen == [3000 - 200 - 10]  # 93 % of the rows: no refit
+
+
+def test_regressor_context_is_capped_for_the_stacked_strategy():
+    x, y = _table(1500)
+    m = PFNRegressor(context_strategy="stacked", max_train_rows=800).fit(x, y)
+    assert m.x_train_[0].shape == (1, stacking.REGRESSION_CONTEXT_ROWS, 5)
+    c = PFNClassifier(context_strategy="stacked", max_train_rows=800).fit(x, y > 0)
+    assert c.x_train_[0].shape[1] == 800
+
+
 def test_classifier_blends_probabilities_and_skips_the_network_at_weight_one():
     x, y = _table()
     labels = np.digitize(y, [-0.5, 0.5])
     m = PFNClassifier(**STACKED).fit(x[:700], labels[:700])
     assert m.context_strategy_ == "stacked" and m.booster_.n_outputs == 3
     proba = m.predict_proba(x[700:])
-    np.testing.assert_allclose(proba.sum(1), 1.0)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-6)
     booster = booster_probs(m.booster_.predict(m.encoder_.transform(x[700:])))
     m.booster_weight_ = 1.0
     np.testing.assert_allclose(m.predict_proba(x[700:]), booster)
@@ -146,6 +178,21 @@ def test_within_one_context_the_strategy_changes_nothing():
     b = PFNRegressor(n_estimators=2, context_strategy="stacked").fit(x[:200], y[:200])
     assert b.context_strategy_ is None and b.booster_weight_ is None
     np.testing.assert_array_equal(a.predict(x[200:]), b.predict(x[200:]))
+
+
+def test_auto_stacks_from_auto_rows_training_rows(monkeypatch):
+    """The default reads tables below AUTO_ROWS training rows in local contexts, larger
+    ones stacked (and never stacked without the booster); lowered here to stay fast."""
+    import pfn.estimator_base as base
+
+    monkeypatch.setattr(base, "AUTO_ROWS", 600)
+    x, y = _table()
+    kw = dict(n_estimators=1, max_train_rows=200)
+    assert PFNRegressor(**kw).fit(x[:599], y[:599]).context_strategy_ == "local"
+    assert PFNRegressor(**kw).fit(x[:600], y[:600]).context_strategy_ == "stacked"
+    off = PFNRegressor(boosting_feature=False, **kw).fit(x[:600], y[:600])
+    assert off.context_strategy_ == "local" and off.booster_ is None
+    assert PFNRegressor().get_params()["context_strategy"] == "auto"
 
 
 @pytest.mark.parametrize("rows, n_classes, match", [
