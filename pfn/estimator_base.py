@@ -9,7 +9,6 @@ Kept apart from the estimators so that their module reads as the public face: pa
 
 from __future__ import annotations
 
-import threading
 import warnings
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from pfn.contexts import (
     choose_routing,
     progress,
 )
-from pfn.engines import Engine, get_engine, resolve_engine_name, shipped_model
+from pfn.engines import Engine, resolve_engine_name, shared_engine, shipped_model
 from pfn.preprocessing import (
     DEFAULT_TRANSFORMS,
     TRANSFORMS,
@@ -63,25 +62,6 @@ except ImportError:  # pragma: no cover
 AUTO_MEMBERS = 8
 AUTO_MEMBERS_LOCAL = 4
 AUTO_MEMBERS_STACKED = 1
-
-_ENGINES: dict[tuple, Engine] = {}  # the 4 used last, oldest first
-_ENGINES_LOCK = threading.Lock()
-
-
-def _cached_engine(name: str, model_path: str | None, device: str,
-                   n_jobs: int | None = None) -> Engine:
-    """Engines are stateless between calls (contexts live in the estimators): share them,
-    one per (name, model_path, device, n_jobs), created once even when threads ask at once."""
-    key = (name, model_path, device, n_jobs)
-    with _ENGINES_LOCK:
-        engine = _ENGINES.pop(key, None)
-        if engine is None:
-            engine = get_engine(name, model_path, device, n_jobs)  # threads: n_jobs
-        _ENGINES[key] = engine
-        while len(_ENGINES) > 4:
-            del _ENGINES[next(iter(_ENGINES))]
-        return engine
-
 
 def _check_names(est: BaseEstimator, X, reset: bool) -> None:
     """Set or check ``n_features_in_`` / ``feature_names_in_`` the scikit-learn way."""
@@ -172,7 +152,7 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
         fitted = getattr(self, "weights_fingerprint_", None)  # None before fit
         path = str(shipped_model(self._task, name, fitted) if self.model_path is None
                    else self.model_path)
-        return _cached_engine(name, path, self.device,
+        return shared_engine(name, path, self.device,
                               None if self.n_jobs is None else int(self.n_jobs))
 
     def _check_y(self, y, dtype) -> np.ndarray:

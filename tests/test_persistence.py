@@ -20,8 +20,9 @@ import safetensors.numpy
 import torch
 from safetensors import safe_open
 
-from pfn import PFNClassifier, PFNRegressor, estimator_base
+from pfn import PFNClassifier, PFNRegressor
 from pfn.checkpoint import save_model, weights_fingerprint
+from pfn.engines import base as engine_base
 from pfn.engines.onnx_engine import OnnxEngine
 from pfn.model import PFN
 from pfn.persistence import FORMAT, content_sha256
@@ -256,7 +257,7 @@ def swappable(tiny, tmp_path) -> tuple[Path, str, str]:
 
 def install_other(path: Path) -> None:
     shutil.copy(path.with_name("other.safetensors"), path)
-    estimator_base._ENGINES.clear()  # as in a new process
+    engine_base._SHARED.clear()  # as in a new process
 
 
 @pytest.mark.parametrize("how", ["pickle", "save"])

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from test_persistence import make_data, model_path, outputs
 
-from pfn import PFNClassifier, PFNRegressor, estimator_base
+from pfn import PFNClassifier, PFNRegressor
+from pfn.engines import base as engine_base
 from pfn.preprocessing import MemberTransform
 
 JOBS = [(PFNClassifier, "onnx", 0), (PFNRegressor, "onnx", 1), (PFNClassifier, "torch", 2),
@@ -29,7 +30,7 @@ def fit_predict(tiny, cls, engine: str, seed: int, barrier: threading.Barrier | 
 
 
 def test_four_estimators_in_threads_equal_one_after_another(tiny):
-    estimator_base._ENGINES.clear()  # first use happens in the threads
+    engine_base._SHARED.clear()  # first use happens in the threads
     barrier = threading.Barrier(len(JOBS))
     with ThreadPoolExecutor(len(JOBS)) as pool:
         together = list(pool.map(lambda job: fit_predict(tiny, *job, barrier), JOBS))
@@ -39,16 +40,16 @@ def test_four_estimators_in_threads_equal_one_after_another(tiny):
 
 
 def test_the_shared_engine_is_created_once(tiny, monkeypatch):
-    estimator_base._ENGINES.clear()
+    engine_base._SHARED.clear()
     created = []
-    real = estimator_base.get_engine
+    real = engine_base.get_engine
 
     def slow_get_engine(*args):
         created.append(args)
         time.sleep(0.05)  # widen the window in which a second thread could slip in
         return real(*args)
 
-    monkeypatch.setattr(estimator_base, "get_engine", slow_get_engine)
+    monkeypatch.setattr(engine_base, "get_engine", slow_get_engine)
     barrier = threading.Barrier(4)
     est = PFNClassifier(engine="onnx", model_path=model_path(tiny, "onnx"))
 

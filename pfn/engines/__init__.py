@@ -10,8 +10,9 @@ from pfn.engines.base import (
     get_engine,
     onnx_available,
     resolve_engine_name,
+    shared_engine,
     shipped_model,
 )
 
 __all__ = ["ENGINES", "Engine", "get_engine", "onnx_available", "resolve_engine_name",
-           "shipped_model"]
+           "shared_engine", "shipped_model"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -147,3 +148,23 @@ def get_engine(name: str = "auto", model_path: str | os.PathLike | None = None,
     from pfn.engines.onnx_engine import OnnxEngine
 
     return OnnxEngine(model_path, intra_op_threads=threads)
+
+
+_SHARED: dict[tuple, Engine] = {}  # the 4 used last, oldest first
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_engine(name: str, model_path: str | None, device: str,
+                  n_jobs: int | None = None) -> Engine:
+    """The engine of these settings, shared by every estimator that asks for it. Engines
+    are stateless between calls (contexts live in the estimators), so one per (name,
+    model_path, device, n_jobs) serves all, created once even when threads ask at once."""
+    key = (name, model_path, device, n_jobs)
+    with _SHARED_LOCK:
+        engine = _SHARED.pop(key, None)
+        if engine is None:
+            engine = get_engine(name, model_path, device, n_jobs)  # threads: n_jobs
+        _SHARED[key] = engine
+        while len(_SHARED) > 4:
+            del _SHARED[next(iter(_SHARED))]
+        return engine
