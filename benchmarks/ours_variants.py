@@ -45,6 +45,7 @@ OPTION_VARIANTS: dict[str, dict[str, Any]] = {
     # local contexts, whatever the size ("auto" chooses by the rows beyond the context)
     "ours_stacked": {"context_strategy": "stacked"},
     "ours_local": {"context_strategy": "local"},
+    "ours_stacked_n2": {"context_strategy": "stacked", "n_estimators": 2},
     # regression targets through a Yeo-Johnson transform, or as they are, whatever the size
     "ours_ypower": {"target_transform": "power"},
     "ours_ynone": {"target_transform": "none"},

@@ -17,7 +17,7 @@ the contexts, and cost the classifier on small-signal tables, where the booster'
 out-of-fold logits are noisier than the network's own reading of the rows.
 
 So with ``boosting_feature="auto"`` the feature is a candidate of the held-out trial that
-chooses the routing (:func:`pfn.contexts.choose_routing`): the regressor keeps it unless
+chooses the routing (:func:`pfn.routing_trial.choose_routing`): the regressor keeps it unless
 the contexts without it are clearly better there (a synthetic table of twenty additive
 binary effects, where the network's contexts beat the booster, is such a case); the
 classifier takes it only where it is clearly better. The network tends to lean on so

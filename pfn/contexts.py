@@ -21,8 +21,8 @@ Why this design, in short (the measurements, on ``shared/datasets/large/`` with
   a global subsample cannot (a rare class can still be better served by a global sample);
 - how the routers split is :mod:`pfn.routing`'s subject: random quantile splits on
   features drawn by importance, or on a combination of discrete columns ("cells"); which
-  routing a fit uses is decided on held-out rows (:func:`choose_routing`), since no fixed
-  rule served every table;
+  routing a fit uses is decided on held-out rows (:mod:`pfn.routing_trial`), since no
+  fixed rule served every table;
 - one member per router and as many routers as members beat one shared router with all
   members in every leaf: a test row near a split of one router is inside a leaf of another;
 - the context's size trades attention cost (quadratic) against what the network sees;
@@ -54,6 +54,7 @@ import contextlib
 import dataclasses
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -67,102 +68,14 @@ from pfn.bar_distribution import (
 from pfn.preprocessing import EnsemblePlan, draw_feature_sets
 from pfn.routing import RowRouter, grow_router, split_weights
 
+if TYPE_CHECKING:
+    from pfn.routing_trial import RoutingTrial
+
 # Attention scores one network call may hold (bytes). A context of N rows needs
 # 4 x n_heads x N^2 bytes in fit and 4 x n_heads x N x test rows in predict; beyond this
 # budget ``fit`` refuses the parameters instead of exhausting the machine's memory.
 MEMORY_BUDGET = 2 << 30
 ROUTED_ROWS = 4096  # test rows routed at once with local contexts (bounds the chunk's memory)
-
-# The choice between routings holds out HOLDOUT_SHARE of the training rows (at most
-# HOLDOUT_MAX_ROWS) and leaves the default only for a loss lower by SWITCH_Z standard
-# errors (paired, per held-out row).
-HOLDOUT_SHARE = 0.1
-HOLDOUT_MAX_ROWS = 2000
-SWITCH_Z = 2.0
-
-
-@dataclass(frozen=True)
-class Route:
-    """One candidate of :func:`choose_routing`: the table its members see (the encoded
-    training rows, possibly with extra columns such as :mod:`pfn.boosting`'s feature), each
-    column's levels (0 for numeric), and the routers' split probabilities over its columns."""
-
-    x: np.ndarray
-    n_levels: np.ndarray
-    weights: np.ndarray
-
-
-def choose_routing(engine, candidates: dict[str, Route], y: np.ndarray,
-                   y_idx: np.ndarray | None, *, context_rows: int, seed: int,
-                   default: str = "importance",
-                   **member) -> tuple[str, dict[str, float], RoutingTrial | None]:
-    """The routing to use, every candidate's mean held-out loss, and the chosen routing's
-    trial member (None where no trial ran), which the final fit can reuse as its first
-    member instead of fitting one more (:meth:`LocalContexts.prepend`).
-
-    A stratified HOLDOUT_SHARE of the training rows (at most HOLDOUT_MAX_ROWS) is held
-    out; per candidate, one member's local contexts are fitted on the rest and predict
-    the held-out rows (log loss; squared error of the mean in standardised units for
-    regression, its tails clipped as the estimator clips them: unclipped, one leaf's outer
-    bucket put a held-out row 29 standard deviations out, and that one row decided the
-    comparison). ``default`` (if a candidate, else the first) is kept unless another
-    candidate's loss is lower by at least SWITCH_Z standard errors of the per-row
-    differences (on the large tables a relative margin was not enough, since the noise of
-    a held-out loss differs from table to table: 500 held-out rows of a 92 % class
-    switched to a routing that lost 0.04 ROC AUC there). Of the candidates that are, the
-    one with the lowest loss is taken, not the one furthest in standard errors (on
-    nycflights13 "cells" was further from "importance" than the boosting feature, and
-    behind it in loss). ``member`` holds :meth:`LocalContexts.fit`'s max_features, max_classes,
-    transforms and encodings.
-    """
-    default = default if default in candidates else next(iter(candidates))
-    if len(candidates) < 2:
-        return default, {}, None
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    groups = [np.flatnonzero(y_idx == c) for c in np.unique(y_idx)] if y_idx is not None \
-        else [np.arange(n)]
-    share = min(HOLDOUT_SHARE, HOLDOUT_MAX_ROWS / n)
-    held = np.concatenate([rng.choice(g, int(share * len(g)), replace=False) for g in groups])
-    if len(held) < 2 or n - len(held) <= context_rows:
-        return default, {}, None
-    keep = np.setdiff1d(np.arange(n), held)
-    losses, trials = {}, {}
-    for name, route in candidates.items():
-        with warnings.catch_warnings():  # what the trial members meet, the final fit says
-            warnings.simplefilter("ignore")
-            local = LocalContexts.fit(route.x[keep], y[keep],
-                                      None if y_idx is None else y_idx[keep], route.n_levels,
-                                      n_estimators=1, context_rows=context_rows, seed=seed,
-                                      weights=route.weights, **member)
-        contexts = local.encode(engine)
-        trials[name] = RoutingTrial(local, contexts, keep)
-        out = local.predict(engine, contexts, route.x[held])
-        if y_idx is None:  # tails clipped as the estimator's predictions are
-            fit_y = y[keep]
-            out = out.clip_tails(float(fit_y.min()), float(fit_y.max()), float(fit_y.std()))
-            losses[name] = (out.mean() - y[held]) ** 2
-        else:
-            p = out[np.arange(len(held)), y_idx[held]]
-            losses[name] = -np.log(np.clip(p, 1e-12, None))
-    best = default  # of the candidates clearly better than it, the lowest loss
-    for name, loss in losses.items():
-        diff = loss - losses[default]
-        se = diff.std(ddof=1) / np.sqrt(len(diff))
-        if se > 0 and diff.mean() / se < -SWITCH_Z and loss.mean() < losses[best].mean():
-            best = name
-    return best, {name: float(loss.mean()) for name, loss in losses.items()}, trials[best]
-
-
-@dataclass(frozen=True)
-class RoutingTrial:
-    """One trial member of :func:`choose_routing`: its local contexts, fitted on the
-    training rows ``keep``, and their engine contexts."""
-
-    local: LocalContexts
-    contexts: list
-    keep: np.ndarray
-
 
 @dataclass
 class LocalContexts:
@@ -363,5 +276,4 @@ def progress(enabled: bool, total: int, desc: str):
         yield bar
 
 
-__all__ = ["LocalContexts", "check_memory", "progress", "MEMORY_BUDGET", "Route", "RoutingTrial",
-           "choose_routing"]
+__all__ = ["LocalContexts", "check_memory", "progress", "MEMORY_BUDGET"]

@@ -20,14 +20,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from pfn.bar_distribution import BarDistribution
 from pfn.boosting import BoostedTrees, fit_boosted_feature
 from pfn.categorical import DEFAULT_ENCODING, ENCODINGS
-from pfn.contexts import (
-    LocalContexts,
-    Route,
-    RoutingTrial,
-    check_memory,
-    choose_routing,
-    progress,
-)
+from pfn.contexts import LocalContexts, check_memory, progress
 from pfn.engines import Engine, resolve_engine_name, shared_engine, shipped_model
 from pfn.preprocessing import (
     DEFAULT_TRANSFORMS,
@@ -36,7 +29,8 @@ from pfn.preprocessing import (
     TableEncoder,
     check_table,
 )
-from pfn.routing import ROUTINGS, routing_candidates
+from pfn.routing import ROUTINGS
+from pfn.routing_trial import Route, RoutingTrial, trial_routing
 from pfn.saving import SavingMixin, nested
 from pfn.stacking import (
     AUTO_ROWS,
@@ -306,43 +300,19 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
                  y_idx: np.ndarray | None, draws: dict,
                  boosted: tuple[np.ndarray, np.ndarray] | None
                  ) -> tuple[Route, RoutingTrial | None]:
-        """The chosen :class:`pfn.contexts.Route` (its table, levels and the routers' split
-        probabilities) and its trial member (None where no trial ran); sets
+        """:func:`pfn.routing_trial.trial_routing`'s route and trial member; sets
         ``context_routing_`` (the routing used) and ``routing_losses_`` (held-out loss per
-        candidate, empty when none was compared). :func:`pfn.contexts.choose_routing` says
-        how "auto" chooses. ``boosted``: the table with :mod:`pfn.boosting`'s feature and
-        its levels, offered as one more candidate ("boosted", routed like the others).
+        candidate, empty when none was compared).
 
         The trial member becomes the first member (it was fitted with the same settings),
         so choosing costs one member's fit instead of two; its contexts lack the held-out
         rows (10 %, at most 2000), which every other member uses. Not with one member
         (it would drop those rows) nor with feature groups (members are dealt them
         together)."""
-        target, clf = (y_net, False) if y_idx is None else (y_idx, True)
-        routes = {name: Route(x, levels, weights) for name, weights in routing_candidates(
-            x, target, clf, np.random.default_rng(draws["seed"]), self.context_routing).items()}
-        routing = "importance"
-        if boosted is not None:
-            xb, lb = boosted
-            if self.context_routing == "cells" and "cells" in routes:
-                routing = "cells"  # never split on the feature: pad with zero weights
-                weights = np.concatenate([routes["cells"].weights,
-                                          np.zeros(xb.shape[1] - x.shape[1])])
-            else:  # routers may split on the feature too (measured: better than not)
-                weights = routing_candidates(xb, target, clf,
-                                             np.random.default_rng(draws["seed"]),
-                                             "importance")["importance"]
-            routes["boosted"] = Route(xb, lb, weights)
-        member = {k: draws[k] for k in ("max_features", "max_classes", "transforms",
-                                        "encodings")}
-        # the regressor keeps the feature unless the contexts without it are clearly
-        # better, the classifier takes it only where clearly better (pfn.boosting: why)
-        default = "boosted" if not clf and "boosted" in routes else "importance"
-        name, self.routing_losses_, trial = choose_routing(
-            engine, routes, y_net, y_idx, context_rows=self.max_train_rows,
-            seed=draws["seed"] + 1, default=default, **member)
-        self.context_routing_ = routing if name == "boosted" else name
-        return routes[name], trial
+        self.context_routing_, self.routing_losses_, route, trial = trial_routing(
+            engine, x, levels, y_net, y_idx, draws, boosted, self.context_routing,
+            self.max_train_rows)
+        return route, trial
 
     def _local_contexts(self, n_rows: int) -> bool:
         """Whether ``n_rows`` training rows are split into local contexts."""

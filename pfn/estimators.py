@@ -109,7 +109,7 @@ class PFNClassifier(ClassifierMixin, PFNEstimatorBase):
         a date's month and day, a store and a product, so that a context holds the rows
         that share them), or "auto" (default): "cells" where one held-out member shows it
         clearly better than "importance", else "importance"
-        (:func:`pfn.contexts.choose_routing`; the chosen trial member becomes the first
+        (:func:`pfn.routing_trial.choose_routing`; the chosen trial member becomes the first
         member, so choosing costs about 10 % of the fit + predict time). The routing used
         is ``context_routing_`` (None with one context), the held-out losses
         ``routing_losses_``.

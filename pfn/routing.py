@@ -18,7 +18,7 @@ each alone saying little), a context helps only if it holds many rows of the sam
 combination, and splits on other columns cut such groups apart. :func:`cell_columns` finds
 such a combination from cell counts, without the network, and :func:`routing_candidates`
 offers routers restricted to it ("cells") beside importance routing; which one a fit uses is
-decided on held-out rows (:func:`pfn.contexts.choose_routing`), since neither serves every
+decided on held-out rows (:func:`pfn.routing_trial.choose_routing`), since neither serves every
 table. The measurements behind these choices are in the model card
 (``pfn/weights/MODEL_CARD.md``, "Local contexts: design measurements").
 """
@@ -223,8 +223,8 @@ def routing_candidates(x: np.ndarray, y: np.ndarray, classification: bool,
     over the discrete columns whose combinations predict the target
     (:func:`cell_columns`), where there are such columns and not every column is one.
 
-    ``routing`` "auto" returns both (for :func:`choose_routing`), a name only that one;
-    "cells" falls back to "importance" where it is not offered.
+    ``routing`` "auto" returns both (for :func:`pfn.routing_trial.choose_routing`), a
+    name only that one; "cells" falls back to "importance" where it is not offered.
     """
     imp = feature_importances(x, y, classification, rng)
     candidates = {}

@@ -138,7 +138,8 @@ def test_every_import_is_declared_and_prediction_needs_only_the_plain_install():
     dist_of = {m: {d.lower() for d in ds} for m, ds in packages_distributions().items()}
     prediction = ["pfn/__init__.py", "pfn/artifacts.py", "pfn/extras.py", "pfn/cli.py",
                   "pfn/predict_cli.py", "pfn/estimators.py", "pfn/estimator_base.py",
-                  "pfn/contexts.py", "pfn/routing.py", "pfn/preprocessing.py",
+                  "pfn/contexts.py", "pfn/routing.py", "pfn/routing_trial.py",
+                  "pfn/stacking.py", "pfn/boosting.py", "pfn/preprocessing.py",
                   "pfn/bar_distribution.py", "pfn/table_spec.py", "pfn/engines/__init__.py",
                   "pfn/engines/base.py", "pfn/engines/onnx_engine.py"]
     for path in sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")):
