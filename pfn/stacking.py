@@ -46,16 +46,16 @@ STRATEGIES = ("auto", "local", "stacked")
 HELD_SHARE = 0.1
 HELD_MAX_ROWS = 1000
 MIN_OTHER_ROWS = 20  # rows beyond the context, at least: a booster of fewer says nothing
-# "auto" stacks from this many training rows. Measured (model card): on the large tables
-# of 13,000-30,000 training rows the two strategies were about as accurate, the stacked
-# one several times faster; at 2,000-5,000 local contexts were clearly more accurate
-# (regression R² +0.015 at 3,000), and cost a few seconds there.
+# "auto" stacks from this many training rows: on the large tables of 13,000 rows and more
+# the two strategies were about as accurate, the stacked one several times faster; at
+# 2,000-5,000 local contexts were clearly more accurate, and cost a few seconds there
+# (model card, "Large tables: the stacked strategy").
 AUTO_ROWS = 10_000
 # The booster that predicts new rows is refitted on every training row where the rows it
 # was first fitted on (those beyond the context and the held-out rows) are fewer than
-# REFIT_BELOW of them: on 5,000 training rows the first fit misses 30 % of them.
+# REFIT_BELOW of them (on 5,000 training rows the first fit misses a fifth to a third).
 REFIT_BELOW = 0.9
-# The regressor's context holds at most this many rows: 1000 gave the same R², slower.
+# The regressor's context holds at most this many rows: 1000 measured no better, slower.
 REGRESSION_CONTEXT_ROWS = 500
 WEIGHTS = np.linspace(0.0, 1.0, 11)  # blend weights of the booster tried on held-out rows
 
@@ -97,8 +97,8 @@ def fit_stacked_booster(x: np.ndarray, target: np.ndarray, split: RowSplit,
     a booster fitted on ``split.rest`` (out of sample for the context and held-out rows).
     The booster for new rows is that one, or, where the rest holds fewer than REFIT_BELOW
     of the rows, one refitted on every row: a stacked model's features for new rows come
-    from a model of every training row, as :mod:`pfn.boosting`'s do (measured: on the
-    large tables mean R² 0.431 against 0.428, ROC AUC 0.716 against 0.714, model card).
+    from a model of every training row, as :mod:`pfn.boosting`'s do (measured better on
+    both tasks: model card).
     ``target``: class indices, or the regression target as the network sees it. Where the
     rest lacks a class (a class of a few rows), the first booster is fitted on every row,
     so that it predicts every class: its predictions for the context rows are then in
@@ -117,7 +117,7 @@ def booster_probs(raw: np.ndarray) -> np.ndarray:
     """Class probabilities (n, C) from the booster's raw output (n, 1) for two classes (a
     logit) or (n, C) logits."""
     if raw.shape[1] == 1:
-        p = 1.0 / (1.0 + np.exp(-raw[:, 0]))
+        p = np.exp(-np.logaddexp(0.0, -raw[:, 0]))  # the logistic, without overflow
         return np.stack([1.0 - p, p], axis=1)
     z = raw - raw.max(1, keepdims=True)
     e = np.exp(z)
