@@ -215,21 +215,20 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
             trial = reuse = None
             self.context_routing_, self.routing_losses_ = None, {}
             self.contexts_ = None
-            rows = slice(None)
+            n_classes = None if y_idx is None else int(y_idx.max()) + 1
             if stacked:  # one context of the rows split_rows gives it, the booster's column
                 split = split_rows(x.shape[0], self._stacked_context_rows(), y_idx,
                                    np.random.default_rng(seed))
-                self.booster_, raw = fit_stacked_booster(
-                    x, y_net if y_idx is None else y_idx, split, y_idx is not None, seed,
-                    self.n_jobs)
-                x = np.hstack([x, raw])
+                target = y_net if y_idx is None else y_idx
+                self.booster_, raw, raw_held = fit_stacked_booster(
+                    x, target, split, y_idx is not None, seed, self.n_jobs)
+                held = (np.hstack([x[split.held], raw_held]), target[split.held])
                 levels = np.concatenate([levels, np.zeros(raw.shape[1], levels.dtype)])
-                rows = split.context
-            self.plan_ = EnsemblePlan.fit(
-                x[rows], None if y_idx is None else y_idx[rows], levels,
-                max_train_rows=self.max_train_rows, **draws,
-                n_classes=None if y_idx is None else int(y_idx.max()) + 1)
-            inputs = self.plan_.train_inputs(x[rows], y_net[rows])  # one (x, y) per group
+                x, y_net = np.hstack([x[split.context], raw]), y_net[split.context]
+                y_idx = None if y_idx is None else y_idx[split.context]
+            self.plan_ = EnsemblePlan.fit(x, y_idx, levels, max_train_rows=self.max_train_rows,
+                                          **draws, n_classes=n_classes)
+            inputs = self.plan_.train_inputs(x, y_net)  # one (x, y) per group of members
             self.x_train_ = [xg for xg, _ in inputs]
             self.y_train_ = [yg for _, yg in inputs]
         self.__dict__.pop("_context_arrays", None)  # a loaded cache belongs to the old fit
@@ -237,10 +236,10 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
         self.weights_fingerprint_ = engine.weights_fingerprint
         self.boosting_feature_ = self.booster_ is not None
         if stacked:  # the booster's weight, chosen on the held-out rows (pfn.stacking)
-            held = x[split.held]
+            x_held, y_held = held
             self.booster_weight_ = choose_weight(
-                self._network_view(engine, held, self._temperature()),
-                held[:, -self.booster_.n_outputs:], (y_net if y_idx is None else y_idx)[split.held])
+                self._network_view(engine, x_held, self._temperature()),
+                x_held[:, -self.booster_.n_outputs:], y_held)
 
     def _stacked(self, engine, shape: tuple[int, int], y_idx: np.ndarray | None,
                  warn: bool = True) -> bool:

@@ -92,9 +92,9 @@ def split_rows(n: int, context_rows: int, y_idx: np.ndarray | None,
 
 def fit_stacked_booster(x: np.ndarray, target: np.ndarray, split: RowSplit,
                         classification: bool, seed: int, n_jobs: int | None
-                        ) -> tuple[BoostedTrees, np.ndarray]:
-    """The booster for new rows, and the raw predictions (n, k) for every training row of
-    a booster fitted on ``split.rest`` (out of sample for the context and held-out rows).
+                        ) -> tuple[BoostedTrees, np.ndarray, np.ndarray]:
+    """The booster for new rows, and the raw predictions (rows, k) for the context rows
+    and for the held-out rows of a booster fitted on ``split.rest`` (out of sample).
     The booster for new rows is that one, or, where the rest holds fewer than REFIT_BELOW
     of the rows, one refitted on every row: a stacked model's features for new rows come
     from a model of every training row, as :mod:`pfn.boosting`'s do (measured better on
@@ -107,10 +107,10 @@ def fit_stacked_booster(x: np.ndarray, target: np.ndarray, split: RowSplit,
     if classification and np.unique(target[rows]).size < np.unique(target).size:
         rows = np.arange(len(target))
     trees = fit_booster(x[rows], target[rows], classification, seed, n_jobs)
-    raw = trees.predict(x)
+    raw_context, raw_held = trees.predict(x[split.context]), trees.predict(x[split.held])
     if len(rows) < REFIT_BELOW * len(target):
         trees = fit_booster(x, target, classification, seed, n_jobs)
-    return trees, raw
+    return trees, raw_context, raw_held
 
 
 def booster_probs(raw: np.ndarray) -> np.ndarray:
