@@ -59,7 +59,9 @@ class PFNClassifier(ClassifierMixin, PFNEstimatorBase):
         (``benchmarks/real_data.py``, variants ``ours_n*``). 4 beyond: each local-context
         member costs a network pass over every training and test row, so members cost as
         much as rows; 2 lost regression accuracy on the large tables
-        (``benchmarks/large_tables.py``). The number used is ``n_estimators_``.
+        (``benchmarks/large_tables.py``). 1 with the stacked strategy
+        (``context_strategy``), where 2 measured no better. The number used is
+        ``n_estimators_``.
     engine : "auto" (ONNX Runtime with the shipped graphs; torch if onnxruntime or the
         graphs are missing, or for a device other than "cpu"), "onnx" or "torch". Both
         encode the training rows once in ``fit``; ``predict`` runs only the test rows.
