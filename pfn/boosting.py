@@ -128,6 +128,12 @@ class BoostedTrees:
         return out
 
 
+def output_width(n_classes: int) -> int:
+    """The booster's columns: one (a value, or the logit of two classes), else a logit per
+    class (n_classes 0 for regression)."""
+    return 1 if n_classes <= 2 else n_classes
+
+
 def _booster(classification: bool, seed: int):
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 

@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from pfn.bar_distribution import BarDistribution
-from pfn.boosting import BoostedTrees, fit_boosted_feature
+from pfn.boosting import BoostedTrees, fit_boosted_feature, output_width
 from pfn.categorical import DEFAULT_ENCODING, ENCODINGS
 from pfn.contexts import LocalContexts, check_memory, progress
 from pfn.engines import Engine, resolve_engine_name, shared_engine, shipped_model
@@ -285,7 +285,7 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
         adds no feature groups and no class groups, where the booster would fit a tree per
         class and round); else None."""
         classes = 0 if y_idx is None else int(y_idx.max()) + 1
-        width = 1 if classes <= 2 else classes  # the booster's columns: a value or logits
+        width = output_width(classes)
         offer = self.boosting_feature == "auto" and local and classes <= engine.max_classes \
             and x.shape[1] + width <= engine.max_features
         if not (self.boosting_feature is True or offer):

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pfn.bar_distribution import BarDistribution
-from pfn.boosting import BoostedTrees, fit_booster
+from pfn.bar_distribution import BarDistribution, softmax
+from pfn.boosting import BoostedTrees, fit_booster, output_width
 from pfn.preprocessing import EnsemblePlan
 
 STRATEGIES = ("auto", "local", "stacked")
@@ -119,9 +119,7 @@ def booster_probs(raw: np.ndarray) -> np.ndarray:
     if raw.shape[1] == 1:
         p = np.exp(-np.logaddexp(0.0, -raw[:, 0]))  # the logistic, without overflow
         return np.stack([1.0 - p, p], axis=1)
-    z = raw - raw.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    return softmax(raw)
 
 
 def refusal(shape: tuple[int, int], n_classes: int, context_rows: int, max_features: int,
@@ -130,7 +128,7 @@ def refusal(shape: tuple[int, int], n_classes: int, context_rows: int, max_featu
     the booster needs MIN_OTHER_ROWS rows beyond the context, and its columns (a value or
     logit, or a logit per class) must fit the network beside the features, without class
     groups."""
-    (n_rows, n_features), width = shape, 1 if n_classes <= 2 else n_classes
+    (n_rows, n_features), width = shape, output_width(n_classes)
     if n_rows - context_rows < MIN_OTHER_ROWS:
         return (f"{MIN_OTHER_ROWS} training rows beyond max_train_rows={context_rows} for its "
                 f"booster (got {n_rows - context_rows})")
