@@ -7,10 +7,10 @@ The datasets of ``../shared/datasets/large/`` (10,000 to 60,000 rows), the proto
 every model in the same run) with no cap on training rows: ours splits them into local
 contexts (:mod:`pfn.contexts`). ``--max-train`` caps them for quicker design runs.
 
-Printed: per dataset, each model's ROC AUC or R² and fit + predict seconds; the means; the mean
-time of ours and of each variant over LightGBM's (the ratio of the mean fit + predict times,
-the issue's time target); and the peak resident
-memory of this process (all models, so an upper bound for ours) after each dataset.
+Printed: per dataset, each model's ROC AUC or R² and fit + predict seconds; the means; the
+mean time of ours and of each variant over LightGBM's (the ratio of the mean fit + predict
+times: the large-table time target); and the peak resident memory of this process (all
+models, so an upper bound for ours) after each dataset.
 """
 
 from __future__ import annotations
