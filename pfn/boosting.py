@@ -25,10 +25,21 @@ strong a feature rather than weigh it (with it, some tables score about what the
 alone does), which is why a held-out check stands between it and the default.
 
 The booster is scikit-learn's ``HistGradientBoosting*`` with its defaults, fitted on the
-encoded table (categorical columns as their codes, NaN where missing). Its trees are copied
-into :class:`BoostedTrees`, plain arrays evaluated here in numpy, so a fitted estimator
-saves them without pickle (:mod:`pfn.persistence`) and predicts without scikit-learn's
-private tree objects.
+encoded table (categorical columns as their codes, NaN where missing), except that the
+classifier's stops early at every size (scikit-learn starts early stopping by itself from
+10,000 rows). Below that every fit runs all 100 iterations, most of which only fit noise on
+a table of weak signal, and the feature's six fits (five folds and the full one) then cost
+most of a 2,000-row table's ``fit`` (SmokeBan at 2,000 training rows, 2 threads: fit +
+predict 2.1 s with every iteration, 1.2 s with early stopping). The classifier's mean ROC
+AUC on the large tables was unchanged (capped at 2,000 / 3,000 training rows and at their
+5,000 (SmokeBan and taxi): 0.683 / 0.687 / 0.630 before, 0.682 / 0.687 / 0.631 after);
+the regressor keeps every iteration, since with early stopping its R² fell by 0.002 on
+deliveries, the table where the booster leads, at 3,000 and 5,000 rows (model card,
+"Estimator defaults", ``boosting_feature``).
+
+Its trees are copied into :class:`BoostedTrees`, plain arrays evaluated here in numpy, so a
+fitted estimator saves them without pickle (:mod:`pfn.persistence`) and predicts without
+scikit-learn's private tree objects.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ import numpy as np
 FOLDS = 5  # out-of-fold predictions for the training rows
 MIN_ROWS = 2 * FOLDS  # fewer training rows leave a fold nothing to learn from
 PREDICT_CHUNK = 8192  # rows evaluated at once (bounds the transposed copy of the chunk)
+VALIDATION_SHARE = 0.1  # rows the classifier's early stopping holds out (scikit-learn's)
 
 
 @dataclass
@@ -134,11 +146,20 @@ def output_width(n_classes: int) -> int:
     return 1 if n_classes <= 2 else n_classes
 
 
-def _booster(classification: bool, seed: int):
+def _booster(classification: bool, seed: int, y: np.ndarray):
+    """The classifier stops early at every size, the regressor from 10,000 rows (module
+    doc: why). Early stopping holds out a stratified VALIDATION_SHARE of the rows, which
+    needs two rows of every class and a held-out row per class: where ``y`` has fewer,
+    every iteration runs (scikit-learn's own "auto" would fail there from 10,000 rows)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    cls = HistGradientBoostingClassifier if classification else HistGradientBoostingRegressor
-    return cls(random_state=seed)
+    if not classification:
+        return HistGradientBoostingRegressor(random_state=seed)
+    counts = np.unique(y, return_counts=True)[1]
+    held = int(np.ceil(VALIDATION_SHARE * len(y)))
+    stops = counts.min() >= 2 and min(held, len(y) - held) >= len(counts)
+    return HistGradientBoostingClassifier(random_state=seed, early_stopping=bool(stops),
+                                          validation_fraction=VALIDATION_SHARE)
 
 
 def _fit(x: np.ndarray, y: np.ndarray, classification: bool, seed: int) -> BoostedTrees:
@@ -149,7 +170,7 @@ def _fit(x: np.ndarray, y: np.ndarray, classification: bool, seed: int) -> Boost
     empty = np.isnan(x).all(axis=0)
     if empty.any():
         x = np.where(empty, 0.0, x)
-    return BoostedTrees.from_sklearn(_booster(classification, seed).fit(x, y))
+    return BoostedTrees.from_sklearn(_booster(classification, seed, y).fit(x, y))
 
 
 def _threads(n_jobs: int | None):

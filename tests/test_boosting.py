@@ -45,6 +45,36 @@ def test_training_rows_get_out_of_fold_predictions():
     assert feature.shape == (800, 3) and trees.n_outputs == 3
 
 
+def test_classifier_booster_stops_early_where_more_trees_only_fit_noise():
+    """The classifier's booster stops early at every size (scikit-learn's default starts at
+    10,000 rows): on a noise target after a few trees, on a learnable one it keeps adding
+    them. The regressor's runs every iteration below 10,000 rows (pfn.boosting: why)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 5))
+    signal = np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2]
+    _, weak = fit_boosted_feature(x, rng.integers(0, 2, 2000), True, seed=0)
+    _, strong = fit_boosted_feature(x, (signal > 0).astype(int), True, seed=0)
+    assert len(weak.roots) <= 30 and len(strong.roots) >= 60, (len(weak.roots),
+                                                               len(strong.roots))
+    _, reg = fit_boosted_feature(x, rng.normal(size=2000), False, seed=0)
+    assert len(reg.roots) == 100  # HistGradientBoostingRegressor's max_iter
+
+
+def test_a_class_too_rare_to_hold_out_runs_every_iteration():
+    """Early stopping holds out a stratified share of the rows; with a class of one row it
+    cannot (scikit-learn's own early stopping, on from 10,000 rows, raised here), so the
+    booster runs every iteration instead of failing."""
+    from pfn.boosting import fit_booster
+
+    rng = np.random.default_rng(0)
+    for n in (300, 10_500):
+        x = rng.normal(size=(n, 3))
+        labels = (x[:, 0] > 0).astype(int)
+        labels[0] = 2
+        trees = fit_booster(x, labels, True, seed=0)
+        assert trees.n_outputs == 3 and len(trees.roots) == 3 * 100
+
+
 def test_columns_without_an_observed_value_are_fitted_around():
     """An all-missing column, and one observed only in rows that one fold holds out, fail
     scikit-learn's binning; the feature and the estimators work around them."""

@@ -172,6 +172,19 @@ def test_a_class_of_two_rows_is_still_predicted():
     assert proba.shape == (200, 3) and np.isfinite(proba).all()
 
 
+def test_a_class_of_one_row_in_a_table_the_default_stacks():
+    """From 10,000 rows scikit-learn's booster stopped early by itself, and its stratified
+    hold-out raised on a class of one row; the booster now runs every iteration there."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10_700, 3))
+    labels = (x[:, 0] > 0).astype(int)
+    labels[0] = 2
+    m = PFNClassifier(n_estimators=1).fit(x[:10_500], labels[:10_500])
+    assert m.context_strategy_ == "stacked"
+    proba = m.predict_proba(x[10_500:])
+    assert proba.shape == (200, 3) and np.isfinite(proba).all()
+
+
 def test_within_one_context_the_strategy_changes_nothing():
     x, y = _table(300)
     a = PFNRegressor(n_estimators=2).fit(x[:200], y[:200])
