@@ -244,7 +244,7 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
     def _stacked(self, engine, shape: tuple[int, int], y_idx: np.ndarray | None,
                  warn: bool = True) -> bool:
         """Whether a fit of ``shape`` (rows, features) beyond ``max_train_rows`` rows takes
-        the stacked strategy: "stacked", or "auto" with AUTO_ROWS training rows or more,
+        the stacked strategy: "stacked", or "auto" with AUTO_ROWS[task] training rows or more,
         and :func:`pfn.stacking.refusal` finds no reason against it; else
         local contexts (with a warning saying why where "stacked" was asked for)."""
         if self.context_strategy == "local" or self.boosting_feature is False:
@@ -253,7 +253,7 @@ class PFNEstimatorBase(SavingMixin, BaseEstimator):
         why = refusal(shape, 0 if y_idx is None else int(y_idx.max()) + 1, context,
                       engine.max_features, engine.max_classes)
         if self.context_strategy == "auto":
-            return why is None and shape[0] >= AUTO_ROWS
+            return why is None and shape[0] >= AUTO_ROWS[self._task]
         if why is not None and warn:
             warnings.warn(f"context_strategy='stacked' needs {why}; using local contexts "
                           "(context_strategy_='local')", UserWarning, stacklevel=4)

@@ -153,11 +153,12 @@ def test_auto_drops_the_feature_where_the_contexts_do_better():
 def test_classifier_takes_the_feature_only_where_clearly_better():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(2000, 4)), rng.integers(0, 2, 2000)
-    noise = PFNClassifier(n_estimators=2, max_train_rows=300).fit(x, y)
+    noise = PFNClassifier(n_estimators=2, max_train_rows=300, context_strategy="local").fit(x, y)
     assert not noise.boosting_feature_ and "boosted" in noise.routing_losses_
     x, target = _item_effects()
     labels = (target > np.median(target)).astype(int)
-    items = PFNClassifier(n_estimators=2, max_train_rows=150).fit(x[:2000], labels[:2000])
+    items = PFNClassifier(n_estimators=2, max_train_rows=150,
+                          context_strategy="local").fit(x[:2000], labels[:2000])
     assert items.boosting_feature_
     assert items.routing_losses_["boosted"] < items.routing_losses_["importance"]
 

@@ -156,5 +156,6 @@ def test_the_chosen_trial_member_is_reused_as_the_first_member(tmp_path):
     back = PFNClassifier.load(clf.save(tmp_path / "clf.safetensors"))
     np.testing.assert_allclose(back.predict_proba(x[3750:]), clf.predict_proba(x[3750:]),
                                atol=1e-5)
-    one = PFNClassifier(max_train_rows=500, n_estimators=1).fit(x[:3750], y[:3750])
+    one = PFNClassifier(max_train_rows=500, n_estimators=1, context_strategy="local").fit(
+        x[:3750], y[:3750])
     assert np.sort(np.concatenate(one.contexts_.leaf_rows[0])).tolist() == list(range(3750))

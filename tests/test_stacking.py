@@ -194,18 +194,35 @@ def test_within_one_context_the_strategy_changes_nothing():
 
 
 def test_auto_stacks_from_auto_rows_training_rows(monkeypatch):
-    """The default reads tables below AUTO_ROWS training rows in local contexts, larger
-    ones stacked (and never stacked without the booster); lowered here to stay fast."""
+    """The default reads tables below AUTO_ROWS[task] training rows in local contexts,
+    larger ones stacked (and never stacked without the booster); lowered here to stay
+    fast, each task its own."""
     import pfn.estimator_base as base
 
-    monkeypatch.setattr(base, "AUTO_ROWS", 600)
+    monkeypatch.setattr(base, "AUTO_ROWS", {"classification": 400, "regression": 600})
     x, y = _table()
     kw = dict(n_estimators=1, max_train_rows=200)
     assert PFNRegressor(**kw).fit(x[:599], y[:599]).context_strategy_ == "local"
     assert PFNRegressor(**kw).fit(x[:600], y[:600]).context_strategy_ == "stacked"
+    labels = (y > 0).astype(int)
+    assert PFNClassifier(**kw).fit(x[:399], labels[:399]).context_strategy_ == "local"
+    assert PFNClassifier(**kw).fit(x[:400], labels[:400]).context_strategy_ == "stacked"
     off = PFNRegressor(boosting_feature=False, **kw).fit(x[:600], y[:600])
     assert off.context_strategy_ == "local" and off.booster_ is None
     assert PFNRegressor().get_params()["context_strategy"] == "auto"
+
+
+def test_the_default_classifier_stacks_from_two_thousand_rows():
+    """Unpatched: the classifier's default (max_train_rows 1500) stacks a table of 2,000
+    training rows and reads one of 1,999 in local contexts."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2100, 4))
+    y = x[:, 0] + np.sin(x[:, 1]) + 0.1 * rng.normal(size=2100)
+    clf = PFNClassifier(n_estimators=1).fit(x[:2000], (y[:2000] > 0).astype(int))
+    assert clf.context_strategy_ == "stacked"
+    assert clf.predict_proba(x[2000:]).shape == (100, 2)
+    small = PFNClassifier(n_estimators=1).fit(x[:1999], (y[:1999] > 0).astype(int))
+    assert small.context_strategy_ == "local"
 
 
 @pytest.mark.parametrize("rows, n_classes, match", [
