@@ -4,8 +4,10 @@
 
 The datasets of ``../shared/datasets/large/`` (10,000 to 60,000 rows), the protocol of
 ``benchmarks/real_data.py`` (same models, same preprocessing, 50/50 splits, same splits for
-every model in the same run) with no cap on training rows: ours splits them into local
-contexts (:mod:`pfn.contexts`). ``--max-train`` caps them for quicker design runs.
+every model in the same run) with no cap on training rows: ours reads them in local
+contexts (:mod:`pfn.contexts`) or stacked beside a booster (:mod:`pfn.stacking`), as
+``context_strategy`` decides. ``--max-train`` caps them for quicker design runs. The tables
+are binary; ``benchmarks/large_multiclass.py`` checks the classifier on multiclass ones.
 
 Printed: per dataset, each model's ROC AUC or R² and fit + predict seconds; the means; the
 mean time of ours and of each variant over LightGBM's (the ratio of the mean fit + predict

@@ -4,8 +4,9 @@
         [--context-strategy stacked]
 
 Each (task, method) runs in its own subprocess, which fits on ``--train`` synthetic rows
-(more than ``max_train_rows`` and fewer than 10,000, so the default strategy reads them in
-local contexts) and predicts ``--rows`` rows with
+(more than ``max_train_rows`` and fewer than 10,000: the default strategy stacks them for
+the classifier, from 2,000 rows, and reads them in local contexts for the regressor;
+``--context-strategy`` sets one for both) and predicts ``--rows`` rows with
 ``predict``, ``predict_proba`` (classification), ``predict_quantiles`` or
 ``predict_distribution`` (regression), default settings on one thread. Printed: the
 subprocess's peak resident memory (``ru_maxrss``: interpreter, libraries, model, data and

@@ -185,9 +185,15 @@ class PFNClassifier(ClassifierMixin, PFNEstimatorBase):
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
+        """Class probabilities (n_samples, n_classes), float64, columns in the order of
+        ``classes_``; each row sums to 1 to float64 precision. The network computes in
+        float32, and members, contexts and blends are averaged on top, so rows summed to 1
+        within about 1e-7 only, which scikit-learn's ``log_loss`` flags for float64 input
+        ("y_prob values do not sum to one"); they are renormalised here."""
         t = float(self.softmax_temperature)
-        return np.concatenate(list(self._engine_outputs(X, t)))
+        chunks = [np.asarray(p, dtype=np.float64) for p in self._engine_outputs(X, t)]
+        proba = np.concatenate(chunks)
+        return proba / proba.sum(axis=1, keepdims=True)
 
     def predict(self, X) -> np.ndarray:
         """The most probable class per row (n_samples,), as a label from ``classes_``."""

@@ -42,6 +42,26 @@ def test_classifier_probabilities_and_labels():
     np.testing.assert_array_equal(clf.predict(X[60:]), clf.classes_[proba.argmax(1)])
 
 
+@pytest.mark.parametrize("strategy", [None, "local", "stacked"])
+def test_probabilities_sum_to_one_in_float64_and_log_loss_accepts_them(strategy):
+    """One context, local contexts and the stacked blend average float32 network outputs;
+    the rows must still sum to 1 to float64 precision, or scikit-learn's log_loss warns."""
+    import warnings
+
+    from sklearn.metrics import log_loss
+
+    X, y = _data(n=700, classes=4)
+    kw = {} if strategy is None else dict(context_strategy=strategy, max_train_rows=200)
+    clf = PFNClassifier(n_estimators=2, **kw).fit(X[:500], y[:500])
+    assert clf.context_strategy_ == strategy
+    proba = clf.predict_proba(X[500:])
+    assert proba.dtype == np.float64
+    assert np.abs(proba.sum(1) - 1).max() < 1e-12
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert log_loss(y[500:], proba) < np.log(4)
+
+
 def test_dataframe_with_categories_and_missing_values():
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"a": rng.normal(size=50), "city": rng.choice(["x", "y", "z"], 50),
