@@ -20,11 +20,10 @@ Limits of the network, handled without errors:
   training rows: each member splits the rows into local contexts of at most
   ``max_train_rows`` rows and routes every test row to its context (:mod:`pfn.contexts`,
   which says why), or, from 2,000 training rows for the classifier and 10,000 for the
-  regressor (``context_strategy``), the network reads
-  one context beside a booster fitted on the other rows (:mod:`pfn.stacking`); every
-  training row is used either way. Contexts are validated against a memory budget
-  (:func:`pfn.contexts.check_memory`). 1000 rather
-  than 500 although the v1 prior had at most ~460 training rows: measured on
+  regressor (``context_strategy``), the network reads one context beside a booster fitted
+  on the other rows (:mod:`pfn.stacking`); every training row is used either way.
+  Contexts are validated against a memory budget (:func:`pfn.contexts.check_memory`).
+  1000 rather than 500 although the v1 prior had at most ~460 training rows: measured on
   benchmarks/real_data.py (figures in pfn/weights/MODEL_CARD.md, "Estimator defaults"),
   and fit + predict stays within the 1 s budget. The classifier's network saw datasets of
   up to 1024 rows and gains from 1500 on tables beyond 1000 rows (ROC AUC and log loss,
