@@ -1,4 +1,5 @@
-"""The CUDA code path: estimators, pretraining (bf16, resume) and torchrun with NCCL.
+"""The CUDA code path: estimators (one context, local contexts, stacked), pretraining (bf16,
+resume) and torchrun with NCCL.
 
 Every test here skips without a CUDA device, so the default suite (CPU-only CI) skips them
 all; they run on a GPU machine with ``python -m pytest -q -m cuda tests/test_cuda.py``.
@@ -81,6 +82,26 @@ def test_local_contexts_on_cuda_agree_with_cpu() -> None:
                                        atol=1e-3 * np.std(y_reg))
             np.testing.assert_allclose(gpu.predict_quantiles(x[te], [0.1, 0.9]),
                                        cpu.predict_quantiles(x[te], [0.1, 0.9]), rtol=1e-3,
+                                       atol=1e-3 * np.std(y_reg))
+
+
+def test_stacked_strategy_on_cuda_agrees_with_cpu() -> None:
+    """The stacked strategy (the classifier's default from 2,000 training rows): one
+    context beside the booster's column and the blend give the CPU's predictions."""
+    x, y_cls, y_reg = table(n=900)
+    tr, te = slice(0, 600), slice(600, None)
+    for est, y in ((PFNClassifier, y_cls), (PFNRegressor, y_reg)):
+        kw = dict(engine="torch", context_strategy="stacked", max_train_rows=200,
+                  random_state=0)
+        gpu = est(device="cuda", **kw).fit(x[tr], y[tr])
+        cpu = est(device="cpu", **kw).fit(x[tr], y[tr])
+        assert gpu.context_strategy_ == "stacked" == cpu.context_strategy_
+        assert gpu.booster_weight_ == cpu.booster_weight_
+        if est is PFNClassifier:
+            np.testing.assert_allclose(gpu.predict_proba(x[te]), cpu.predict_proba(x[te]),
+                                       atol=1e-4)
+        else:
+            np.testing.assert_allclose(gpu.predict(x[te]), cpu.predict(x[te]), rtol=1e-3,
                                        atol=1e-3 * np.std(y_reg))
 
 
