@@ -25,9 +25,8 @@ import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_data import ROOT, load, markdown, split  # noqa: E402
+from real_data import load, markdown, split  # noqa: E402  (puts this checkout on the path)
 
-sys.path.insert(0, str(ROOT))
 from pfn import PFNClassifier  # noqa: E402
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "large"
