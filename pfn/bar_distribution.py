@@ -75,20 +75,30 @@ def _broadcast(probs: np.ndarray, borders: np.ndarray) -> tuple[np.ndarray, np.n
             np.broadcast_to(b, lead + b.shape[-1:]))
 
 
-def mean(probs: np.ndarray, borders: np.ndarray) -> np.ndarray:
-    """Expected value (...)."""
-    p, b = _broadcast(probs, borders)
+def _bucket_means(b: np.ndarray) -> np.ndarray:
+    """Each bucket's mean (..., K) given borders (..., K + 1): inner buckets' centres, the
+    outer buckets' half-normal means."""
     mids = (b[..., 1:] + b[..., :-1]) / 2
     s_left, s_right = _tail_scales(b)
-    mids = np.concatenate([(b[..., 1] - s_left * HN_MEAN)[..., None], mids[..., 1:-1],
+    return np.concatenate([(b[..., 1] - s_left * HN_MEAN)[..., None], mids[..., 1:-1],
                            (b[..., -2] + s_right * HN_MEAN)[..., None]], -1)
-    return (p * mids).sum(-1)
+
+
+def mean(probs: np.ndarray, borders: np.ndarray) -> np.ndarray:
+    """Expected value (...)."""
+    b = np.asarray(borders, dtype=np.float64)
+    if b.ndim > 1:
+        p, b = _broadcast(probs, b)
+    else:  # shared borders: their bucket means once, not per row (same sums, same bits)
+        p = np.asarray(probs, dtype=np.float64)
+    return (p * _bucket_means(b)).sum(-1)
 
 
 def quantile(probs: np.ndarray, borders: np.ndarray, q: float | np.ndarray) -> np.ndarray:
     """The q-quantile (...); q a float in (0, 1) or an array broadcasting against (...)."""
     from scipy.special import erfinv
 
+    s_left, s_right = _tail_scales(np.asarray(borders, dtype=np.float64))  # before broadcasting
     p, b = _broadcast(probs, borders)
     k = p.shape[-1]
     q = np.asarray(q, dtype=np.float64)
@@ -103,7 +113,6 @@ def quantile(probs: np.ndarray, borders: np.ndarray, q: float | np.ndarray) -> n
     frac = np.clip((q - before) / pj, 0, 1)
     lo, hi = take(b, j), take(b, j + 1)
     inner = lo + frac * (hi - lo)
-    s_left, s_right = _tail_scales(b)
     left = b[..., 1] - s_left * math.sqrt(2) * erfinv(np.clip(1 - frac, 0, 1 - 1e-12))
     right = b[..., -2] + s_right * math.sqrt(2) * erfinv(np.clip(frac, 0, 1 - 1e-12))
     return np.where(j == 0, left, np.where(j == k - 1, right, inner))

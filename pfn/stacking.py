@@ -23,7 +23,8 @@ spread and shape stay the network's). The weight ``w`` is the one of ``WEIGHTS``
 lowest loss on the held-out rows (log loss; squared error of the mean), since neither side
 wins everywhere: where many rows at once carry the signal, the network reading one context
 falls behind the booster, elsewhere it is ahead. At ``w = 1`` a classifier skips the
-network at prediction.
+network at prediction, and so does the regressor's ``predict`` of the mean (without a target
+transform), which is then the booster's whatever the network says.
 
 Cost: one or two booster fits, one context, and one network pass per test row and member
 (one member by default), against a pass per training and test row per member with local

@@ -361,7 +361,7 @@ def test_estimators_import_without_torch():
     assert res.returncode == 0, res.stderr
 
 
-def test_auto_members_are_8_within_one_context_and_4_with_local_contexts() -> None:
+def test_auto_members_are_8_within_one_context_and_4_or_3_with_local_contexts() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(260, 3))
     y = (x[:, 0] > 0).astype(int)
@@ -371,6 +371,8 @@ def test_auto_members_are_8_within_one_context_and_4_with_local_contexts() -> No
     assert len(small.plan_.members) == 8
     assert (large.n_estimators, large.n_estimators_) == ("auto", 4)
     assert len(large.contexts_.routers) == 4
+    reg = PFNRegressor(engine="torch", max_train_rows=100).fit(x, x[:, 0])
+    assert reg.n_estimators_ == 3 and len(reg.contexts_.routers) == 3
     fixed = PFNClassifier(engine="torch", n_estimators=3, max_train_rows=100).fit(x, y)
     assert fixed.n_estimators_ == 3 and len(fixed.contexts_.routers) == 3
     for bad in ("many", 0, 2.5, True):

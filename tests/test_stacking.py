@@ -111,7 +111,13 @@ def test_regressor_reads_every_row_and_blends_as_documented(monkeypatch):
     booster = m.booster_.predict(m.encoder_.transform(x[700:]))[:, 0] * m.y_std_ + m.y_mean_
     tol = 1e-3 * y.std()
     m.booster_weight_ = 1.0
-    np.testing.assert_allclose(m.predict(x[700:]), booster, atol=tol)
+    np.testing.assert_allclose(m.predict_distribution(x[700:]).mean(), booster, atol=tol)
+    with monkeypatch.context() as patch:  # the mean needs no network there
+        patch.setattr(PFNRegressor, "iter_distributions", None)
+        np.testing.assert_allclose(m.predict(x[700:]), booster, rtol=1e-12)
+    m.output = "median"  # the median does
+    assert np.abs(m.predict(x[700:]) - booster).max() > 1e-6
+    m.output = "mean"
     m.booster_weight_ = 0.0
     alone = m.predict(x[700:])
     m.booster_weight_ = 0.5
