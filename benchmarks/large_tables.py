@@ -11,8 +11,9 @@ are binary; ``benchmarks/large_multiclass.py`` checks the classifier on multicla
 
 Printed: per dataset, each model's ROC AUC or R² and fit + predict seconds; the means; the
 mean time of ours and of each variant over LightGBM's (the ratio of the mean fit + predict
-times over every table run: the large-table time target; per task in brackets); and the peak resident memory of this process (all
-models, so an upper bound for ours) after each dataset.
+times over every table run: the large-table time target; per task in brackets); and the
+peak resident memory of this process (all models, so an upper bound for ours) after each
+dataset.
 """
 
 from __future__ import annotations

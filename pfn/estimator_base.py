@@ -55,8 +55,8 @@ except ImportError:  # pragma: no cover
 # and with the stacked strategy's one context (whose members cost a network pass per test
 # row each). The regressor's local contexts take 3: on the four large regression tables
 # capped at 2,000 and 5,000 training rows (5 splits) 3 members gave the mean R² of 4
-# (0.408, 0.422) at 0.8x the time (model card, "Large tables: the regressor's local
-# contexts take 3 members"); the classifier's lost ROC AUC with 3 (taxi 0.603 against 0.609).
+# (0.408, 0.422) at 0.8x the time (model card, "Large tables: the regressor's time"); the
+# classifier's lost ROC AUC with 3 (taxi 0.603 against 0.609).
 AUTO_MEMBERS = 8
 AUTO_MEMBERS_LOCAL = {"classification": 4, "regression": 3}
 AUTO_MEMBERS_STACKED = 1

@@ -56,14 +56,12 @@ class PFNClassifier(ClassifierMixin, PFNEstimatorBase):
         regressor 3), where each member splits them into local contexts. 8: on the real
         datasets 8 members had a better mean log loss than 4 and 16 no better than 8, and
         fit + predict of 1000 training rows x 100 features and 1000 test rows stays within
-        1 s on 2 cores
-        (``benchmarks/real_data.py``, variants ``ours_n*``). 4 beyond: each local-context
-        member costs a network pass over every training and test row, so members cost as
-        much as rows; 2 lost regression accuracy on the large tables
+        1 s on 2 cores (``benchmarks/real_data.py``, variants ``ours_n*``). 4 beyond: each
+        local-context member costs a network pass over every training and test row, so
+        members cost as much as rows; 2 lost regression accuracy on the large tables
         (``benchmarks/large_tables.py``), where the regressor's 3 were as accurate as 4
-        and the classifier's were not. 1 with the stacked strategy
-        (``context_strategy``), where 2 measured no better. The number used is
-        ``n_estimators_``.
+        and the classifier's were not. 1 with the stacked strategy (``context_strategy``),
+        where 2 measured no better. The number used is ``n_estimators_``.
     engine : "auto" (ONNX Runtime with the shipped graphs; torch if onnxruntime or the
         graphs are missing, or for a device other than "cpu"), "onnx" or "torch". Both
         encode the training rows once in ``fit``; ``predict`` runs only the test rows.
