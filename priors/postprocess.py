@@ -16,6 +16,7 @@ import torch
 from priors.base import Range, check_positive, check_probability, coerce_ranges
 from priors.hint import add_hint
 from priors.labels import exact_classes, sample_num_classes, to_classes
+from priors.onehot import onehot_columns
 from priors.wide import widen
 
 __all__ = ["PostprocessConfig", "finish", "native_discrete", "make_categorical",
@@ -48,6 +49,9 @@ class PostprocessConfig:
     # Stacked estimates: with this probability per dataset, a leave-one-out nearest-neighbour
     # estimate of the target becomes one more column (priors.hint: why).
     p_hint: float = 0.0
+    # Categorical columns of 3-16 levels shown one-hot, as the estimators show them
+    # (priors.onehot: why), with this probability per dataset.
+    p_onehot: float = 0.0
     standardize: bool = True  # off for priors whose raw x must survive (GP mimicry)
 
     def __post_init__(self) -> None:
@@ -57,7 +61,7 @@ class PostprocessConfig:
         if self.max_levels < 2:
             raise ValueError(f"max_levels must be >= 2, got {self.max_levels}")
         for name in ("p_multiclass", "p_categorical", "p_missing", "p_warp", "p_rescale",
-                     "p_ordinal", "p_wide", "p_warp_target", "p_hint"):
+                     "p_ordinal", "p_wide", "p_warp_target", "p_hint", "p_onehot"):
             check_probability(name, getattr(self, name))
         self.class_imbalance.check("class_imbalance", minimum=0.0)
         self.categorical_column_fraction.check("categorical_column_fraction", 0.0, 1.0)
@@ -244,6 +248,8 @@ def finish(
     if n_columns > d:
         x = torch.nn.functional.pad(x, (0, n_columns - d))
         cat = torch.nn.functional.pad(cat, (0, n_columns - d), value=False)
+    if cfg.p_onehot > 0:
+        x, num_features, cat = onehot_columns(x, num_features, cat, n_train, cfg.p_onehot, g)
     if task == "classification" and num_classes is not None:
         pass  # labels drawn by the prior itself
     elif task == "classification":
