@@ -4,7 +4,8 @@ Each step is applied with a per-dataset probability, so one prior yields tables 
 without categoricals, skewed marginals or holes, as real tables come (TabPFN 2022, Sec. 4).
 All functions are batched over datasets and rows; the only Python loops run over at most
 ``max_classes`` or a handful of transforms, and (off by default) over the datasets that
-draw a stacked-estimate column (:mod:`priors.hint`: each its own width and neighbours).
+draw a stacked-estimate column (:mod:`priors.hint`: each its own width and neighbours) or
+one-hot categorical columns (:mod:`priors.onehot`: each its own levels and width).
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 
+from pfn.categorical import ONEHOT_MAX_LEVELS
 from priors import PostprocessConfig, Range
 from priors.glm import GLMConfig, GLMPrior
-from priors.onehot import onehot_columns
+from priors.onehot import MAX_LEVELS, onehot_columns
 
 NAN = math.nan
 
@@ -97,3 +98,7 @@ def test_glm_tables_arrive_one_hot_with_one_level_per_row() -> None:
 def test_p_onehot_is_validated() -> None:
     with pytest.raises(ValueError, match="p_onehot"):
         PostprocessConfig(p_onehot=1.5)
+
+
+def test_the_level_limit_is_the_estimators() -> None:
+    assert MAX_LEVELS == ONEHOT_MAX_LEVELS
