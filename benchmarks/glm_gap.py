@@ -46,10 +46,10 @@ def datasets(n_features: int, levels: int, rows: int, n_train: int, count: int, 
                     postprocess=PostprocessConfig(max_classes=2, p_multiclass=0.0,
                                                   p_categorical=0.0, p_missing=0.0,
                                                   p_warp=0.0, p_rescale=0.0))
-    g = torch.Generator().manual_seed(seed)
+    prior, g = GLMPrior(cfg), torch.Generator().manual_seed(seed)
     out = []
     while len(out) < count:
-        b = GLMPrior(cfg).sample(16, rows, n_train, g)
+        b = prior.sample(16, rows, n_train, g)
         for i in range(b.batch_size):
             x = b.x[i, :, :n_features].numpy().astype(np.float64)
             y = b.y[i].numpy().astype(np.int64)

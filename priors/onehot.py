@@ -8,10 +8,13 @@ by 0.021 with shuffled codes (``benchmarks/glm_gap.py``). Yet every pretraining 
 showed its categorical columns as codes, so the network met groups of indicators, one set
 per row, only at prediction time. With probability ``p_onehot`` per dataset this step
 expands the categorical columns of 3 to ``max_levels`` levels the way the estimators do:
-the indicators in the column's place, levels by decreasing training count, NaN in every
-indicator of a cell that is missing or holds a level no training row has, columns with the
-fewest levels first while the table stays within its width (TabPFN, Hollmann et al. 2022,
-Sec. 4: a prior should produce the inputs the network will be given).
+the indicators in the column's place, levels by decreasing training count (ties by first
+appearance), NaN in every indicator of a cell that is missing or holds a level no training
+row has, columns with the fewest levels first while the table stays within its width
+(TabPFN, Hollmann et al. 2022, Sec. 4: a prior should produce the inputs the network will
+be given). The rule is written here again, not imported, because ``priors`` may not import
+``pfn`` and ``pfn.categorical`` must not import torch (the ONNX engine predicts without it);
+``tests/test_priors_onehot.py`` checks that both give the same columns.
 """
 
 from __future__ import annotations
@@ -31,12 +34,16 @@ def _expand_one(x: torch.Tensor, cat: torch.Tensor, n_feat: int, n_train: int,
             levels.append(None)
             continue
         col = x[:n_train, j]
-        values, counts = torch.unique(col[~torch.isnan(col)], return_counts=True)
+        seen = col[~torch.isnan(col)]
+        values, inverse, counts = torch.unique(seen, return_inverse=True, return_counts=True)
         if not 3 <= values.numel() <= max_levels:
             levels.append(None)
             continue
-        order = values[torch.argsort(-counts, stable=True)]  # by decreasing training count
-        levels.append(order)
+        # the estimators' order (pfn.categorical.level_ranks): decreasing training count,
+        # ties by first appearance
+        first = torch.full_like(counts, seen.numel()).scatter_reduce(
+            0, inverse, torch.arange(seen.numel()), reduce="amin")
+        levels.append(values[torch.argsort(first - counts * (seen.numel() + 1))])
     room = width - n_feat
     expand = [False] * n_feat
     for j in sorted((j for j in range(n_feat) if levels[j] is not None),

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from pfn.categorical import ONEHOT_MAX_LEVELS
+from pfn.categorical import ONEHOT_MAX_LEVELS, draw_encoding, level_ranks
 from priors import PostprocessConfig, Range
 from priors.glm import GLMConfig, GLMPrior
 from priors.onehot import MAX_LEVELS, onehot_columns
@@ -102,3 +103,36 @@ def test_p_onehot_is_validated() -> None:
 
 def test_the_level_limit_is_the_estimators() -> None:
     assert MAX_LEVELS == ONEHOT_MAX_LEVELS
+
+
+def test_the_columns_are_the_estimators_one_hot_columns() -> None:
+    """Same table, same width: the prior's expansion equals the estimators' "onehot"
+    encoding (pfn.categorical), level order with tied counts, missing cells and the width
+    rule included."""
+    rng = np.random.default_rng(0)
+    n_train, rows, width = 40, 60, 14
+    levels = [5, 3, 2, 9, 0]  # 0: numeric
+    x = np.zeros((rows, len(levels)))
+    for j, k in enumerate(levels):
+        x[:, j] = rng.normal(size=rows) if k == 0 else rng.permutation(
+            np.arange(rows) % k)
+    x[:n_train, 1] = np.r_[[2, 0, 1, 0, 1, 2], rng.integers(0, 3, n_train - 6)]
+    x[:n_train, 1][np.arange(n_train) >= 6] = np.tile([0, 1, 2], 12)[:n_train - 6]  # ties
+    x[[3, 45], 0] = np.nan
+    ranks = [level_ranks(x[:n_train, j], k) if k else None for j, k in enumerate(levels)]
+    enc = draw_encoding("onehot", np.arange(len(levels)), ranks, width, rng)
+    expected = enc.encode(x)
+    xt = torch.nn.functional.pad(torch.tensor(x, dtype=torch.float32), (0, width - 5))
+    cat = torch.tensor([k > 0 for k in levels] + [False] * (width - 5))
+    out, nf, _ = onehot_columns(xt.unsqueeze(0), torch.tensor([5]), cat.unsqueeze(0),
+                                n_train, p=1.0, g=gen())
+    assert int(nf) == enc.width == 5 + 4 + 2  # the 9-level column does not fit
+    got = out[0, :, :int(nf)].numpy()
+    # columns left as codes: the estimators shuffle the levels (the prior's codes are in
+    # random order already), so those agree up to a renaming of the levels
+    codes = np.array([levels[j] > 0 and lev < 0 for j, lev in zip(enc.src, enc.level,
+                                                                strict=True)])
+    np.testing.assert_array_equal(got[:, ~codes], expected[:, ~codes].astype(np.float32))
+    for c in np.flatnonzero(codes):
+        pairs = {(a, b) for a, b in zip(got[:, c], expected[:, c], strict=True)}
+        assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
